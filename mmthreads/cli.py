@@ -31,7 +31,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="folder of the diagrams (default: statecharts)",
     )
 
-    sub.add_parser("demo", help="run the demo: bundled Mattermost emulator, OpenCode stand-in, bridge")
+    sub.add_parser(
+        "demo", help="run the demo: bundled Mattermost emulator, OpenCode stand-in, bridge"
+    )
     return parser
 
 
