@@ -4,6 +4,7 @@ The tree::
 
     MmthreadsError
     ├── ConfigError              bad or missing configuration; the service refuses to start
+    ├── InvalidTransition        an event a session thread's state cannot take; state unchanged
     ├── MappingFileError         the mapping file cannot be used
     │   └── MappingVersionError  the file was written by a newer version; never overwritten
     ├── ChatError                talking to Mattermost failed
@@ -18,6 +19,7 @@ __all__ = [
     "AgentError",
     "ChatError",
     "ConfigError",
+    "InvalidTransition",
     "MappingFileError",
     "MappingVersionError",
     "MmthreadsError",
@@ -30,6 +32,32 @@ class MmthreadsError(Exception):
 
 class ConfigError(MmthreadsError):
     """The configuration is missing something or contradicts itself."""
+
+
+class InvalidTransition(MmthreadsError):
+    """A session thread was given an event its current state does not accept.
+
+    The thread's state, queue and pending actions are left exactly as they were.  The session
+    runner decides whether this is a bug or a benign race (e.g. a second "connection lost" while
+    already disconnected) and logs it with the fields below.
+
+    Attributes:
+        session_id: The OpenCode session whose thread refused the event.
+        state: The thread's state, as the mapping file's ``status`` string.
+        event: The refused event's type name.
+    """
+
+    def __init__(self, session_id: str, state: str, event: str) -> None:
+        super().__init__(f"session {session_id}: event {event} is not accepted in state {state}")
+        self.session_id = session_id
+        self.state = state
+        self.event = event
+
+    def __repr__(self) -> str:
+        return (
+            f"InvalidTransition(session_id={self.session_id!r}, state={self.state!r}, "
+            f"event={self.event!r})"
+        )
 
 
 class MappingFileError(MmthreadsError):
