@@ -6,7 +6,9 @@ The tree::
     ├── ConfigError              bad or missing configuration; the service refuses to start
     ├── InvalidTransition        an event a session thread's state cannot take; state unchanged
     ├── MappingFileError         the mapping file cannot be used
-    │   └── MappingVersionError  the file was written by a newer version; never overwritten
+    │   ├── MappingCorruptError  not JSON, or not a version-1 mapping object; kept aside as a backup
+    │   ├── MappingVersionError  the file was written by a newer version; never overwritten
+    │   └── MappingConflictError a change would break one thread per session
     ├── ChatError                talking to Mattermost failed
     └── AgentError               talking to OpenCode failed
 
@@ -20,6 +22,8 @@ __all__ = [
     "ChatError",
     "ConfigError",
     "InvalidTransition",
+    "MappingConflictError",
+    "MappingCorruptError",
     "MappingFileError",
     "MappingVersionError",
     "MmthreadsError",
@@ -62,6 +66,29 @@ class InvalidTransition(MmthreadsError):
 
 class MappingFileError(MmthreadsError):
     """The mapping file cannot be read or written."""
+
+
+class MappingCorruptError(MappingFileError):
+    """The mapping file is not JSON, or not an object with a ``mappings`` list."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: unreadable mapping file: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"MappingCorruptError(path={self.path!r}, reason={self.reason!r})"
+
+
+class MappingConflictError(MappingFileError):
+    """A mapping change would move a session's thread or give one thread to two sessions."""
+
+    def __init__(self, session_id: str, message: str) -> None:
+        super().__init__(f"session {session_id}: {message}")
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return f"MappingConflictError(session_id={self.session_id!r}, message={str(self)!r})"
 
 
 class MappingVersionError(MappingFileError):
