@@ -1,0 +1,1 @@
+"""Fidelity suite: clients we did not write, run against the Mattermost emulator."""
