@@ -233,8 +233,9 @@ def play(out: TextIO) -> _Dm:
     return dm
 
 
-def run_demo(out: TextIO = sys.stdout) -> int:
-    """Run the demo, print the DM, and return the exit code."""
+def run_demo(out: TextIO | None = None) -> int:
+    """Run the demo, print the DM (to stdout by default), and return the exit code."""
+    out = sys.stdout if out is None else out
     out.write("mmthreads demo — the core, played through a scripted morning\n")
     out.write("=" * 64 + "\n\n")
     out.write("The thread lifecycle (statecharts/thread.md, generated from the machine):\n\n")
