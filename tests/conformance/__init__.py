@@ -1,0 +1,1 @@
+"""Conformance suites: the harness checked against real servers and real clients."""
