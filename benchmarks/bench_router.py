@@ -12,6 +12,7 @@ import random
 import timeit
 from functools import partial
 
+from benchmarks.table import format_table
 from mmthreads.core.auth import Authorization
 from mmthreads.core.router import SenderInfo, route
 from mmthreads.core.states import ThreadState
@@ -117,16 +118,6 @@ def run() -> list[Row]:
     verdict = "met" if worst <= TARGET_US else "MISSED"
     rows.append((f"slowest decision vs target {TARGET_US:g} µs", f"{worst:.2f} µs ({verdict})"))
     return rows
-
-
-def format_table(rows: list[Row]) -> str:
-    """The rows as an aligned plain-text table."""
-    header = ("what", "figure")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    rule = "-+-".join("-" * w for w in widths)
-    title = " | ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))
-    return "\n".join([title, rule, *lines])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import re
 import timeit
 from functools import partial
 
+from benchmarks.table import format_table
 from mmthreads.core.splitter import split_message
 
 LIMIT = 16383
@@ -128,16 +129,6 @@ def run() -> list[Row]:
             ),
         ]
     return rows
-
-
-def format_table(rows: list[Row]) -> str:
-    """The rows as an aligned plain-text table."""
-    header = ("what", "figure")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    rule = "-+-".join("-" * w for w in widths)
-    title = " | ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))
-    return "\n".join([title, rule, *lines])
 
 
 if __name__ == "__main__":
