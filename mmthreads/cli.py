@@ -97,6 +97,7 @@ def _harness(args: argparse.Namespace) -> int:
         bot_name=args.bot,
         user_name=args.user,
     )
+
     async def until_signalled() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
