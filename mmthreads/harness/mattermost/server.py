@@ -1,4 +1,4 @@
-"""Running the emulator: hypercorn's Trio worker behind the front door, on 127.0.0.1.
+"""Running the emulator: hypercorn's Trio worker behind a TCP relay (``harness/relay.py``).
 
 ``serve_mattermost_emulator`` runs until cancelled and reports a ``MattermostServer`` through
 ``task_status``; ``open_mattermost_emulator`` wraps it in an async context manager for tests,
@@ -10,25 +10,27 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from mmthreads.harness.mattermost.app import MattermostApp
 from mmthreads.harness.mattermost.emulator import MattermostEmulator
-from mmthreads.harness.mattermost.frontdoor import FrontDoor
 from mmthreads.harness.mattermost.human import Human
+from mmthreads.harness.relay import serve_behind_relay
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from hypercorn.typing import ASGIFramework
 
     from mmthreads.harness.faults import FaultPlan
     from mmthreads.harness.mattermost.emulator import ConnectRecord
     from mmthreads.harness.mattermost.models import Account, Post
     from mmthreads.harness.mattermost.ratelimit import RateLimit
+    from mmthreads.harness.relay import TcpRelay
 
 __all__ = ["MattermostServer", "open_mattermost_emulator", "serve_mattermost_emulator"]
 
@@ -43,29 +45,29 @@ class MattermostServer:
         url: ``http://127.0.0.1:PORT`` (the WebSocket is at ``ws://…/api/v4/websocket``).
     """
 
-    def __init__(self, emulator: MattermostEmulator, door: FrontDoor, stop: trio.Event) -> None:
+    def __init__(self, emulator: MattermostEmulator, relay: TcpRelay, stop: trio.Event) -> None:
         self.emulator = emulator
-        self._door = door
+        self._relay = relay
         self._stop = stop
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
-        return f"<MattermostServer {self.url} {self._door!r}>"
+        return f"<MattermostServer {self.url} {self._relay!r}>"
 
     @property
     def port(self) -> int:
         """The public port (unchanged by restarts)."""
-        return self._door.port
+        return self._relay.port
 
     @property
     def url(self) -> str:
         """The base URL clients use."""
-        return f"http://{self._door.host}:{self._door.port}"
+        return f"http://{self._relay.host}:{self._relay.port}"
 
     @property
     def websocket_url(self) -> str:
         """The WebSocket URL."""
-        return f"ws://{self._door.host}:{self._door.port}/api/v4/websocket"
+        return f"ws://{self._relay.host}:{self._relay.port}/api/v4/websocket"
 
     def create_user(self, username: str, *, bot: bool = False, token: str | None = None) -> Account:
         """Create a user or bot with an access token."""
@@ -88,13 +90,17 @@ class MattermostServer:
         self.emulator.refuse_websockets_for(seconds)
 
     async def set_unreachable(self) -> None:
-        """Stop listening and cut every connection (clients see "connection refused")."""
-        await self._door.close()
+        """Stop listening and cut every connection (clients see "connection refused").
+
+        Returns once every connection is closed.
+        """
+        self._relay.close()
+        await self._relay.wait_idle()
         logger.info("emulator on port %d is unreachable", self.port)
 
     async def set_reachable(self) -> None:
         """Listen again, on the same port."""
-        await self._door.open()
+        await self._relay.open()
         logger.info("emulator on port %d is reachable", self.port)
 
     async def restart(self, downtime: float = 0.0) -> None:
@@ -146,7 +152,6 @@ class MattermostServer:
 
 def _config(emulator: MattermostEmulator) -> Config:
     config = Config()
-    config.bind = ["127.0.0.1:0"]
     config.websocket_ping_interval = emulator.ping_interval
     config.graceful_timeout = 1.0
     config.accesslog = None
@@ -170,24 +175,21 @@ async def serve_mattermost_emulator(
         task_status: Receives the ``MattermostServer`` once the port accepts connections.
     """
     stop = trio.Event()
+    # The app types ASGI messages as plain dicts; hypercorn's TypedDicts are the same shapes.
+    app = cast("ASGIFramework", MattermostApp(emulator))
     async with trio.open_nursery() as nursery:
-        hyper: Any = serve  # hypercorn ships no usable stubs for its trio worker
-        binds: list[str] = await nursery.start(
-            partial(hyper, MattermostApp(emulator), _config(emulator), shutdown_trigger=stop.wait)
+        relay: TcpRelay = await nursery.start(
+            partial(serve_behind_relay, app, _config(emulator), host=host, port=port)
         )
-        upstream_port = int(binds[0].rsplit(":", 1)[1])
-        door = FrontDoor(("127.0.0.1", upstream_port), host=host, port=port)
-        await nursery.start(door.run)
-        emulator.abort_transport = door.abort
-        server = MattermostServer(emulator, door, stop)
+        emulator.abort_transport = relay.abort
+        server = MattermostServer(emulator, relay, stop)
         logger.info("Mattermost emulator listening on %s", server.url)
         task_status.started(server)
         try:
             await stop.wait()
         finally:
             emulator.abort_transport = None
-            with trio.CancelScope(shield=True):
-                await door.close()
+            # The relay cuts every connection, then hypercorn shuts down gracefully.
             nursery.cancel_scope.cancel()
 
 

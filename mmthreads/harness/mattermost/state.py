@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from mmthreads.harness.mattermost.errors import AppError
 from mmthreads.harness.mattermost.ids import is_valid_id
 from mmthreads.harness.mattermost.models import PostList
-from mmthreads.harness.mattermost.posts import PostStore
+from mmthreads.harness.mattermost.reactions import ReactionStore
 
 if TYPE_CHECKING:
     from mmthreads.harness.mattermost.models import FileInfo, Post
@@ -28,7 +28,7 @@ def _key(post: Post) -> tuple[int, str]:
     return (post.create_at, post.id)
 
 
-class MattermostState(PostStore):
+class MattermostState(ReactionStore):
     """Everything a Mattermost server remembers, for the bot's subset of the API."""
 
     def file_infos_for_post(self, actor: str, post_id: str) -> list[FileInfo]:

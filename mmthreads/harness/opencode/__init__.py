@@ -5,7 +5,7 @@ without OpenCode and without a model.  Shapes and the order of events follow
 ``reference/opencode-server-api.md`` and the recorded 1.18.33 traces; ``dialect="legacy"``
 speaks the pre-1.0.2xx permission and streaming shapes.  Faults come from a ``FaultPlan``.
 
-Layers, outside in: ``server`` (hypercorn behind a TCP ``gate``), ``app`` + ``routes`` (ASGI),
+Layers, outside in: ``server`` (hypercorn behind the TCP relay), ``app`` + ``routes`` (ASGI),
 ``standin`` (facade, waits, controls), ``agent`` + ``stream`` (Trio tasks), ``state`` +
 ``pending`` + ``bus`` (sans-IO), ``wire`` (the shapes).
 """

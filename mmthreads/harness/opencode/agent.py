@@ -2,15 +2,10 @@
 
 A prompt becomes a ``TurnJob`` on its session's queue.  The session's task runs the jobs one by
 one; each job is a turn of one or more *steps* (one model call each), decided by
-``script.plan_step``.  The events of a step, in the order of the recorded trace (reference §3.3):
-
-1. ``message.updated`` (new assistant message), the summary (``session.updated``,
-   ``session.diff``, user ``message.updated``), ``session.status`` busy;
-2. ``step-start``; then either reasoning and text parts (snapshot, deltas, snapshot) or one tool
-   part (pending, running, …, completed / error);
-3. on the session's first turn, the generated title (``session.updated``);
-4. ``step-finish``, assistant ``message.updated`` with ``finish``, a ``patch`` part if files
-   changed, ``message.updated`` with ``time.completed``.
+``script.plan_step`` and published by ``steps.py`` (text) and ``toolcalls.py`` (tool calls).
+Before each step the turn publishes a new assistant ``message.updated``, the summary
+(``session.updated``, ``session.diff``, user ``message.updated``) and ``session.status`` busy;
+on the session's first turn, the generated title follows the step's content.
 
 After the last job: busy, idle + ``session.idle``, and the summary again.  A 400 from the
 "provider" ends the turn with ``session.error``; a 503 retries (``session.status`` retry) until
@@ -22,26 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
 from mmthreads.harness import script
 from mmthreads.harness.opencode import tools
-from mmthreads.harness.opencode.catalog import STUB_BASE_URL
-from mmthreads.harness.opencode.toolcalls import ToolCalls, ToolOutcome
+from mmthreads.harness.opencode.steps import BUSY, Steps, assistant_info
+from mmthreads.harness.opencode.toolcalls import ToolCalls
 from mmthreads.harness.opencode.wire import (
     AssistantMessage,
-    Cache,
     NamedError,
-    PartTime,
-    PatchPart,
-    ReasoningPart,
-    StepFinishPart,
-    StepStartPart,
-    TextPart,
-    Tokens,
     ToolPart,
     ToolStateError,
     ToolTime,
@@ -52,16 +39,12 @@ if TYPE_CHECKING:
     from mmthreads.harness.opencode.pending import PendingPrompts
     from mmthreads.harness.opencode.signal import ChangeSignal
     from mmthreads.harness.opencode.state import MessageRecord, OpenCodeState
-    from mmthreads.harness.opencode.wire import Session
+    from mmthreads.harness.opencode.toolcalls import ToolOutcome
+    from mmthreads.harness.opencode.wire import ReasoningPart, Session, TextPart
 
 __all__ = ["Agent", "AgentSettings", "TurnJob"]
 
 logger = logging.getLogger(__name__)
-
-_BUSY: Final = {"type": "busy"}
-#: The usage the recorded stub reported for every model call.
-_STEP_INPUT_TOKENS: Final = 42
-_STEP_OUTPUT_TOKENS: Final = 7
 
 
 class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +120,7 @@ class Agent:
         self._signal = signal
         self.settings = settings
         self._tools = ToolCalls(state, pending, signal)
+        self._steps = Steps(state, settings)
         self._runners: dict[str, _Runner] = {}
 
     def __repr__(self) -> str:
@@ -229,7 +213,7 @@ class Agent:
         session = self._state.sessions.get(runner.session_id)
         if session is None:
             return
-        self._state.set_status(session, _BUSY)
+        self._state.set_status(session, BUSY)
         self._state.set_status(session, None)
         self._state.summarize(session, job.user)
 
@@ -263,7 +247,7 @@ class Agent:
                 elif part.time is not None:
                     part.time.end = now
                 state.put_part(session, assistant, part)
-            _info(assistant).error = error
+            assistant_info(assistant).error = error
             assistant.info.time.completed = now
             state.message_updated(session, assistant)
             job.result = assistant
@@ -275,189 +259,39 @@ class Agent:
         """Play one prompt's turn.  ``False`` if it failed (its events are already out)."""
         state = self._state
         session = state.session(runner.session_id)
-        state.set_status(session, _BUSY)
+        state.set_status(session, BUSY)
         results: list[str] = []
         while True:
             assistant = runner.assistant = state.add_assistant_message(session, job.user)
             state.summarize(session, job.user)
-            state.set_status(session, _BUSY)
+            state.set_status(session, BUSY)
             step = script.plan_step(job.prompt, len(results), job.attachments, tuple(results))
             if isinstance(step, script.Fail):
                 if step.status >= 500 or step.status == 429:
-                    await self._retry_forever(runner, session, step)
-                self._fail(session, assistant, step)
+                    runner.retrying = True
+                    await self._steps.retry_forever(session, step)
+                self._steps.fail(session, assistant, step)
                 job.result = assistant
                 return False
-            instance = state.instance(session.directory)
-            before = instance.snapshot
-            state.put_part(
-                session,
-                assistant,
-                StepStartPart(
-                    id=state.ids.ascending("prt"),
-                    session_id=session.id,
-                    message_id=assistant.info.id,
-                    snapshot=before,
-                ),
-            )
+            before = self._steps.start(session, assistant)
             outcome: ToolOutcome | None = None
             if isinstance(step, script.Reply):
-                await self._reply(runner, session, assistant, step)
+                await self._steps.reply(runner.open_parts, session, assistant, step)
             else:
                 outcome = await self._tools.call(
                     runner.open_parts, session, assistant, job.user, step
                 )
             if self._needs_title(session):
                 state.set_title(session, self.settings.generated_title)
-            self._finish_step(session, assistant, before, outcome)
+            self._steps.finish(session, assistant, before, outcome)
             runner.assistant = None
             job.result = assistant
             if outcome is None or outcome.halt:
                 return True
-            state.set_status(session, _BUSY)
+            state.set_status(session, BUSY)
             results.append(outcome.result)
 
     def _needs_title(self, session: Session) -> bool:
         placeholder = session.title.startswith(("New session - ", "Child session - "))
         users = [r for r in self._state.messages[session.id] if isinstance(r.info, UserMessage)]
         return placeholder and len(users) == 1
-
-    def _finish_step(
-        self,
-        session: Session,
-        assistant: MessageRecord,
-        before: str,
-        outcome: ToolOutcome | None,
-    ) -> None:
-        state = self._state
-        reason = "stop" if outcome is None else "tool-calls"
-        tokens = Tokens(
-            total=_STEP_INPUT_TOKENS + _STEP_OUTPUT_TOKENS,
-            input=_STEP_INPUT_TOKENS,
-            output=_STEP_OUTPUT_TOKENS,
-            reasoning=0,
-            cache=Cache(read=0, write=0),
-        )
-        finish = StepFinishPart(
-            id=state.ids.ascending("prt"),
-            session_id=session.id,
-            message_id=assistant.info.id,
-            reason=reason,
-            snapshot=state.instance(session.directory).snapshot,
-            cost=0,
-            tokens=tokens,
-        )
-        state.put_part(session, assistant, finish)
-        state.add_usage(session, tokens)
-        info = _info(assistant)
-        info.tokens = msgspec.structs.replace(tokens, cache=Cache(read=0, write=0))
-        info.finish = reason
-        state.message_updated(session, assistant)
-        if outcome is not None and outcome.patch_files:
-            patch = PatchPart(
-                id=state.ids.ascending("prt"),
-                session_id=session.id,
-                message_id=info.id,
-                hash=before,
-                files=outcome.patch_files,
-            )
-            state.put_part(session, assistant, patch)
-        info.time.completed = state.clock_ms()
-        state.message_updated(session, assistant)
-
-    def _fail(self, session: Session, assistant: MessageRecord, step: script.Fail) -> None:
-        state = self._state
-        body = msgspec.json.encode(
-            {"error": {"message": step.message, "type": "invalid_request_error"}}
-        ).decode()
-        error = NamedError(
-            name="APIError",
-            data={
-                "message": step.message,
-                "statusCode": step.status,
-                "isRetryable": False,
-                "responseHeaders": {"content-type": "application/json"},
-                "responseBody": body,
-                "metadata": {"url": f"{STUB_BASE_URL}/chat/completions"},
-            },
-        )
-        state.session_error(session, error)
-        state.set_status(session, None)
-        _info(assistant).error = error
-        assistant.info.time.completed = state.clock_ms()
-        state.message_updated(session, assistant)
-        state.set_status(session, None)
-
-    async def _retry_forever(self, runner: _Runner, session: Session, step: script.Fail) -> None:
-        runner.retrying = True
-        attempt = 0
-        while True:
-            attempt += 1
-            delay = min(
-                self.settings.retry_initial_delay * 2 ** (attempt - 1),
-                self.settings.retry_max_delay,
-            )
-            status: dict[str, Any] = {
-                "type": "retry",
-                "attempt": attempt,
-                "message": step.message,
-                "next": self._state.clock_ms() + int(delay * 1000),
-            }
-            self._state.set_status(session, status)
-            await trio.sleep(delay)
-            self._state.set_status(session, _BUSY)
-
-    # -- text ----------------------------------------------------------------------------------
-
-    async def _reply(
-        self, runner: _Runner, session: Session, assistant: MessageRecord, step: script.Reply
-    ) -> None:
-        state = self._state
-        if step.reasoning:
-            reasoning = ReasoningPart(
-                id=state.ids.ascending("prt"),
-                session_id=session.id,
-                message_id=assistant.info.id,
-                text="",
-                time=PartTime(start=state.clock_ms()),
-            )
-            delay = self.settings.chunk_delay
-            await self._stream(runner, session, assistant, reasoning, [step.reasoning], delay)
-        text = TextPart(
-            id=state.ids.ascending("prt"),
-            session_id=session.id,
-            message_id=assistant.info.id,
-            text="",
-            time=PartTime(start=state.clock_ms()),
-        )
-        delay = self.settings.slow_chunk_delay if step.slow_chunks else self.settings.chunk_delay
-        chunks = script.chunk_text(step.text, step.slow_chunks)
-        await self._stream(runner, session, assistant, text, chunks, delay)
-
-    async def _stream(
-        self,
-        runner: _Runner,
-        session: Session,
-        assistant: MessageRecord,
-        part: TextPart | ReasoningPart,
-        chunks: list[str],
-        delay: float,
-    ) -> None:
-        state = self._state
-        runner.open_parts[part.id] = part
-        state.put_part(session, assistant, part)
-        for i, chunk in enumerate(chunks):
-            if i:
-                await trio.sleep(delay)
-            state.stream_delta(session, assistant, part, chunk)
-        await trio.sleep(delay)
-        del runner.open_parts[part.id]
-        assert part.time is not None
-        part.time.end = state.clock_ms()
-        state.put_part(session, assistant, part)
-
-
-def _info(record: MessageRecord) -> AssistantMessage:
-    info = record.info
-    assert isinstance(info, AssistantMessage)
-    return info

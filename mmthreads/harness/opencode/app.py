@@ -8,7 +8,7 @@ Per request, in order:
    the server's own;
 3. the fault point ``http:<METHOD> <path>``: ``Status`` answers with that status, ``Delay``
    waits, ``Drop`` closes the connection without an answer (through the ``drop`` callable the
-   server passes in; see ``gate.py``);
+   server passes in: ``TcpRelay.abort``, see ``mmthreads/harness/relay.py``);
 4. the route, or 200 ``text/html`` for an unknown one (the real server's embedded web UI);
 5. for ``GET /event`` and ``GET /global/event``, the fault point ``sse:connect`` and then the
    stream (``stream.py``) until it is cut or the client goes away.
@@ -28,14 +28,8 @@ import msgspec
 import trio
 
 from mmthreads.harness.faults import Delay, Drop, Ok, Status
-from mmthreads.harness.opencode.routes import (
-    Request,
-    Response,
-    WaitForTurn,
-    dispatch,
-    json_response,
-    match_route,
-)
+from mmthreads.harness.opencode.rest import Request, Response, WaitForTurn, json_response
+from mmthreads.harness.opencode.routes import dispatch, match_route
 from mmthreads.harness.opencode.standin import RecordedRequest
 
 if TYPE_CHECKING:
@@ -222,7 +216,7 @@ class OpenCodeApp:
                 if self._drop is not None and self._drop(scope.get("client")):
                     await _wait_disconnect(receive)
                     return False
-                logger.warning("%s: cannot drop without the gate; answering 500", point)
+                logger.warning("%s: cannot drop without the relay; answering 500", point)
                 await _respond(send, Response(status=500, body=_fault_body(500)))
                 return False
             case _:

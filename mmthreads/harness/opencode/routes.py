@@ -1,19 +1,17 @@
 """The REST routes of the stand-in: request in, ``Response`` out.
 
 Each handler reads a parsed ``Request`` and acts on the ``OpenCodeStandIn``; ``app.py`` does the
-ASGI plumbing, auth, fault points and the two SSE routes.  Status codes and error bodies follow
-what 1.18.33 answered (reference §2): ``NotFoundError`` in the old ``{name, data}`` style, the
-newer ``{_tag, …}`` style for permission and question ids, 500 ``UnknownError`` for a
-``prompt_async`` on an unknown session, ``true`` for abort and delete.
+ASGI plumbing, auth, fault points and the two SSE routes, ``rest.py`` the request and response
+types and the error bodies.  Status codes follow what 1.18.33 answered (reference §2): 404 for
+unknown ids, 500 ``UnknownError`` for a ``prompt_async`` on an unknown session, ``true`` for
+abort and delete.
 """
 
 from __future__ import annotations
 
 import os.path
 import re
-from typing import TYPE_CHECKING, Final, TypeVar
-
-import msgspec
+from typing import TYPE_CHECKING, Final
 
 from mmthreads.harness.opencode.bodies import (
     LegacyPermissionBody,
@@ -24,6 +22,19 @@ from mmthreads.harness.opencode.bodies import (
     SessionPatchBody,
 )
 from mmthreads.harness.opencode.catalog import provider_list
+from mmthreads.harness.opencode.rest import (
+    BadBody,
+    Request,
+    Response,
+    WaitForTurn,
+    bad_request,
+    decode_body,
+    json_response,
+    not_found,
+    request_missing,
+    session_missing,
+    unexpected_error,
+)
 from mmthreads.harness.opencode.standin import UnknownModel
 from mmthreads.harness.opencode.state import SessionNotFound
 
@@ -34,7 +45,7 @@ if TYPE_CHECKING:
     from mmthreads.harness.opencode.agent import TurnJob
     from mmthreads.harness.opencode.standin import OpenCodeStandIn
 
-    Handler: TypeAlias = Callable[[OpenCodeStandIn, "Request"], "Response | WaitForTurn"]
+    Handler: TypeAlias = Callable[[OpenCodeStandIn, Request], Response | WaitForTurn]
 
 __all__ = [
     "ROUTES",
@@ -45,81 +56,6 @@ __all__ = [
     "json_response",
     "match_route",
 ]
-
-_encoder: Final = msgspec.json.Encoder()
-
-T = TypeVar("T")
-
-
-class Request(msgspec.Struct, frozen=True, kw_only=True):
-    """A parsed HTTP request."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    directory: str
-    params: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class Response(msgspec.Struct, frozen=True, kw_only=True):
-    """A complete HTTP response."""
-
-    status: int
-    body: bytes = b""
-    content_type: str | None = "application/json"
-    headers: list[tuple[str, str]] = msgspec.field(default_factory=list)
-
-
-class WaitForTurn:
-    """The synchronous prompt route's answer: wait for ``job``, then send its last message."""
-
-    def __init__(self, job: TurnJob) -> None:
-        self.job = job
-
-
-def json_response(
-    value: object, status: int = 200, headers: list[tuple[str, str]] | None = None
-) -> Response:
-    """Encode ``value`` (Structs, dicts, lists …) as a JSON response."""
-    return Response(status=status, body=_encoder.encode(value), headers=headers or [])
-
-
-def _not_found(message: str) -> Response:
-    return json_response({"name": "NotFoundError", "data": {"message": message}}, 404)
-
-
-def _session_missing(session_id: str) -> Response:
-    return _not_found(f"Session not found: {session_id}")
-
-
-def _unexpected(standin: OpenCodeStandIn) -> Response:
-    ref = standin.state.ids.ascending("err")
-    data = {"message": "Unexpected server error. Check server logs for details.", "ref": ref}
-    return json_response({"name": "UnknownError", "data": data}, 500)
-
-
-def _bad_request(standin: OpenCodeStandIn, message: str) -> Response:
-    if standin.state.current:
-        return json_response({"_tag": "InvalidRequestError", "message": message}, 400)
-    return json_response({"name": "BadRequest", "data": {"message": message}}, 400)
-
-
-class _BadBody(Exception):
-    pass
-
-
-def _decode(body: bytes, type_: type[T], *, empty_ok: bool = False) -> T:
-    try:
-        if not body.strip() and empty_ok:
-            return msgspec.json.decode(b"{}", type=type_)
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        raise _BadBody(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise _BadBody(f"Malformed JSON: {exc}") from None
-
 
 # -- server, projects, providers ---------------------------------------------------------------
 
@@ -169,7 +105,7 @@ def list_sessions(standin: OpenCodeStandIn, request: Request) -> Response:
         start = float(q["start"]) if "start" in q else None
         limit = int(float(q["limit"])) if "limit" in q else None
     except ValueError:
-        return _bad_request(standin, "start and limit must be numbers")
+        return bad_request(standin, "start and limit must be numbers")
     found = standin.state.list_sessions(
         request.directory,
         roots=q.get("roots") == "true",
@@ -182,7 +118,7 @@ def list_sessions(standin: OpenCodeStandIn, request: Request) -> Response:
 
 def create_session(standin: OpenCodeStandIn, request: Request) -> Response:
     """``POST /session``."""
-    body = _decode(request.body, SessionCreateBody, empty_ok=True)
+    body = decode_body(request.body, SessionCreateBody, empty_ok=True)
     session = standin.create_session(
         request.directory, title=body.title, parent_id=body.parent_id, permission=body.permission
     )
@@ -198,7 +134,7 @@ def get_session(standin: OpenCodeStandIn, request: Request) -> Response:
 
 def patch_session(standin: OpenCodeStandIn, request: Request) -> Response:
     """``PATCH /session/{id}``: title, metadata, permission, ``time.archived``."""
-    body = _decode(request.body, SessionPatchBody, empty_ok=True)
+    body = decode_body(request.body, SessionPatchBody, empty_ok=True)
     session = standin.state.update_session(
         request.params["sid"],
         title=body.title,
@@ -251,7 +187,7 @@ def messages(standin: OpenCodeStandIn, request: Request) -> Response:
             sid, limit=limit, before=request.query.get("before")
         )
     except ValueError as exc:
-        return _bad_request(standin, str(exc))
+        return bad_request(standin, str(exc))
     headers = [("access-control-expose-headers", "Link, X-Next-Cursor")]
     if cursor is not None:
         link = f'<{request.path}?limit={limit}&before={cursor}>; rel="next"'
@@ -264,12 +200,12 @@ def message(standin: OpenCodeStandIn, request: Request) -> Response:
     standin.state.session(request.params["sid"])
     record = standin.state.record(request.params["sid"], request.params["mid"])
     if record is None:
-        return _not_found(f"Message not found: {request.params['mid']}")
+        return not_found(f"Message not found: {request.params['mid']}")
     return json_response(record.to_wire())
 
 
 def _submit(standin: OpenCodeStandIn, request: Request) -> TurnJob | None:
-    body = _decode(request.body, PromptBody)
+    body = decode_body(request.body, PromptBody)
     model = (body.model.provider_id, body.model.model_id) if body.model else None
     return standin.prompt_nowait(
         request.params["sid"],
@@ -286,7 +222,7 @@ def prompt_async(standin: OpenCodeStandIn, request: Request) -> Response:
     try:
         _submit(standin, request)
     except SessionNotFound:
-        return _unexpected(standin)
+        return unexpected_error(standin)
     except UnknownModel:
         pass  # reported on the event stream, as by the real server
     return Response(status=204, content_type=None)
@@ -297,7 +233,7 @@ def prompt_sync(standin: OpenCodeStandIn, request: Request) -> Response | WaitFo
     try:
         job = _submit(standin, request)
     except UnknownModel:
-        return _unexpected(standin)
+        return unexpected_error(standin)
     if job is None:
         record = standin.state.messages[request.params["sid"]][-1]
         return json_response(record.to_wire())
@@ -307,15 +243,6 @@ def prompt_sync(standin: OpenCodeStandIn, request: Request) -> Response | WaitFo
 # -- permissions and questions -----------------------------------------------------------------
 
 
-def _permission_missing(request_id: str) -> Response:
-    body = {
-        "_tag": "PermissionNotFoundError",
-        "requestID": request_id,
-        "message": f"Permission request not found: {request_id}",
-    }
-    return json_response(body, 404)
-
-
 def list_permissions(standin: OpenCodeStandIn, request: Request) -> Response:
     """``GET /permission``."""
     return json_response(standin.pending.permissions_in(request.directory))
@@ -323,28 +250,19 @@ def list_permissions(standin: OpenCodeStandIn, request: Request) -> Response:
 
 def reply_permission(standin: OpenCodeStandIn, request: Request) -> Response:
     """``POST /permission/{id}/reply`` with ``{reply, message?}``."""
-    body = _decode(request.body, PermissionReplyBody)
+    body = decode_body(request.body, PermissionReplyBody)
     if not standin.reply_permission(request.params["rid"], body.reply, body.message):
-        return _permission_missing(request.params["rid"])
+        return request_missing("Permission", request.params["rid"])
     return json_response(True)
 
 
 def legacy_reply_permission(standin: OpenCodeStandIn, request: Request) -> Response:
     """``POST /session/{id}/permissions/{permissionID}`` with ``{response}``."""
     standin.state.session(request.params["sid"])
-    body = _decode(request.body, LegacyPermissionBody)
+    body = decode_body(request.body, LegacyPermissionBody)
     if not standin.reply_permission(request.params["rid"], body.response):
-        return _permission_missing(request.params["rid"])
+        return request_missing("Permission", request.params["rid"])
     return json_response(True)
-
-
-def _question_missing(request_id: str) -> Response:
-    body = {
-        "_tag": "QuestionNotFoundError",
-        "requestID": request_id,
-        "message": f"Question request not found: {request_id}",
-    }
-    return json_response(body, 404)
 
 
 def list_questions(standin: OpenCodeStandIn, request: Request) -> Response:
@@ -354,16 +272,16 @@ def list_questions(standin: OpenCodeStandIn, request: Request) -> Response:
 
 def reply_question(standin: OpenCodeStandIn, request: Request) -> Response:
     """``POST /question/{id}/reply`` with ``{answers}``."""
-    body = _decode(request.body, QuestionReplyBody)
+    body = decode_body(request.body, QuestionReplyBody)
     if not standin.reply_question(request.params["rid"], body.answers):
-        return _question_missing(request.params["rid"])
+        return request_missing("Question", request.params["rid"])
     return json_response(True)
 
 
 def reject_question(standin: OpenCodeStandIn, request: Request) -> Response:
     """``POST /question/{id}/reject``."""
     if not standin.reject_question(request.params["rid"]):
-        return _question_missing(request.params["rid"])
+        return request_missing("Question", request.params["rid"])
     return json_response(True)
 
 
@@ -428,7 +346,7 @@ def dispatch(
     try:
         result: Response | WaitForTurn = handler(standin, request)
     except SessionNotFound as missing:
-        return _session_missing(str(missing))
-    except _BadBody as bad:
-        return _bad_request(standin, str(bad))
+        return session_missing(str(missing))
+    except BadBody as bad:
+        return bad_request(standin, str(bad))
     return result

@@ -1,8 +1,8 @@
 """Serving the stand-in over HTTP on 127.0.0.1, and the controls of a running server.
 
 ``serve_opencode_standin`` runs, in one nursery: the stand-in's agent (``OpenCodeStandIn.run``),
-the ASGI app under hypercorn's Trio worker on an internal loopback port, and the gate
-(``gate.py``) on the public port.  It reports an ``OpenCodeServer`` through ``task_status``.
+and the ASGI app under hypercorn's Trio worker behind the TCP relay on the public port
+(``harness/relay.py``).  It reports an ``OpenCodeServer`` through ``task_status``.
 
 ``open_opencode_standin`` wraps all of that for tests and demos::
 
@@ -18,16 +18,15 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Final, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from mmthreads.harness.opencode.app import OpenCodeApp
 from mmthreads.harness.opencode.bodies import FilePartInput, TextPartInput
-from mmthreads.harness.opencode.gate import TcpGate
 from mmthreads.harness.opencode.standin import OpenCodeStandIn
+from mmthreads.harness.relay import serve_behind_relay
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from mmthreads.harness.opencode.agent import TurnJob
     from mmthreads.harness.opencode.bodies import PartInput
     from mmthreads.harness.opencode.wire import Session
+    from mmthreads.harness.relay import TcpRelay
 
 __all__ = [
     "OpenCodeServer",
@@ -48,9 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Seconds the HTTP server gets to shut down once every connection is closed.
-_SHUTDOWN_LIMIT: Final = 3.0
-
 
 class OpenCodeServer:
     """A running stand-in server and its controls.
@@ -60,18 +57,18 @@ class OpenCodeServer:
         url: ``http://127.0.0.1:PORT``.
     """
 
-    def __init__(self, standin: OpenCodeStandIn, gate: TcpGate) -> None:
+    def __init__(self, standin: OpenCodeStandIn, relay: TcpRelay) -> None:
         self.standin = standin
-        self._gate = gate
-        self.url = f"http://{gate.host}:{gate.port}"
+        self._relay = relay
+        self.url = f"http://{relay.host}:{relay.port}"
 
     def __repr__(self) -> str:
-        return f"<OpenCodeServer {self.url} {self._gate!r}>"
+        return f"<OpenCodeServer {self.url} {self._relay!r}>"
 
     @property
     def up(self) -> bool:
         """Whether the server accepts connections."""
-        return self._gate.listening
+        return self._relay.listening
 
     def cut_streams(self) -> int:
         """End every SSE stream cleanly (the connections stay).  Returns how many."""
@@ -81,13 +78,13 @@ class OpenCodeServer:
         """Go down like a killed process: refuse connections, cut every connection, lose the
         running turns (their assistant messages stay without ``finish``), statuses, pending
         permissions and questions.  Sessions and history stay."""
-        self._gate.close()
+        self._relay.close()
         self.standin.kill()
         logger.info("%r stopped", self)
 
     async def start(self) -> None:
         """Accept connections again, on the same port."""
-        await self._gate.open()
+        await self._relay.open()
         logger.info("%r started", self)
 
     async def restart(self, down_for: float = 0.2) -> None:
@@ -114,50 +111,27 @@ async def serve_opencode_standin(
     """
     async with trio.open_nursery() as nursery:
         await nursery.start(standin.run)
-        gate: TcpGate | None = None
+        relay: TcpRelay | None = None
 
         def drop(client: tuple[str, int] | None) -> bool:
-            return gate is not None and gate.drop(client)
+            return relay is not None and relay.abort(client)
 
         config = Config()
-        config.bind = ["127.0.0.1:0"]
         config.accesslog = None
         config.graceful_timeout = 0.5
         config.keep_alive_timeout = 30
         # The app types ASGI messages as plain dicts; hypercorn's TypedDicts are the same shapes.
         app = cast("ASGIFramework", OpenCodeApp(standin, drop=drop))
-        shutdown = trio.Event()
-        http_scope = trio.CancelScope(shield=True)
-        binds: list[str] = await nursery.start(_serve_http, app, config, shutdown, http_scope)
-        backend_port = int(binds[0].rsplit(":", 1)[1])
-        gate = TcpGate(host, backend_port)
-        await nursery.start(gate.run, port)
-        server = OpenCodeServer(standin, gate)
+        relay = await nursery.start(partial(serve_behind_relay, app, config, host=host, port=port))
+        server = OpenCodeServer(standin, relay)
         logger.info("OpenCode stand-in (%s) listening on %s", standin.dialect, server.url)
         try:
             task_status.started(server)
             await trio.sleep_forever()
         finally:
-            # Close every connection first, so hypercorn's graceful shutdown finds none open
-            # (connections it has to cancel would leak their sockets).
-            gate.close()
+            # End the streams, so that the apps serving them return once the relay has cut
+            # their connections and hypercorn shuts down.
             standin.cut_streams()
-            shutdown.set()
-            http_scope.deadline = trio.current_time() + _SHUTDOWN_LIMIT
-
-
-async def _serve_http(
-    app: ASGIFramework,
-    config: Config,
-    shutdown: trio.Event,
-    scope: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[list[str]],
-) -> None:
-    """Run hypercorn, shielded from outside cancellation: it stops when ``shutdown`` is set
-    (gracefully), or at ``scope``'s deadline at the latest."""
-    with scope:
-        await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
 
 
 class OpenCodeStandInHandle(OpenCodeServer):
@@ -248,7 +222,7 @@ async def open_opencode_standin(
     )
     async with trio.open_nursery() as nursery:
         server = await nursery.start(partial(serve_opencode_standin, standin, host=host, port=port))
-        handle = OpenCodeStandInHandle(standin, server._gate)
+        handle = OpenCodeStandInHandle(standin, server._relay)
         try:
             yield handle
         finally:

@@ -2,8 +2,8 @@
 
 It holds the state, the pending prompts, the agent and the fault plan, and offers what a client
 and a test need: actions (create a session, prompt, abort, answer a permission â€¦), observation
-(the event log, the request log, ``wait_*`` methods that wake on state changes) and controls
-(``cut_streams``, ``kill``).  Fast tests drive it directly::
+(the event log, the request log, ``wait_*`` methods that wake on state changes; inherited from
+``observing.py``) and controls (``cut_streams``, ``kill``).  Fast tests drive it directly::
 
     standin = OpenCodeStandIn(directory="/tmp/proj")
     async with trio.open_nursery() as nursery:
@@ -20,7 +20,6 @@ and a test need: actions (create a session, prompt, abort, answer a permission â
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +32,7 @@ from mmthreads.harness.faults import FaultPlan
 from mmthreads.harness.opencode.agent import Agent, AgentSettings, TurnJob
 from mmthreads.harness.opencode.bodies import FilePartInput, TextPartInput
 from mmthreads.harness.opencode.catalog import DEFAULT_MODEL, DEFAULT_PROVIDER, find_model
+from mmthreads.harness.opencode.observing import Observing, RecordedRequest
 from mmthreads.harness.opencode.pending import PendingPrompts
 from mmthreads.harness.opencode.signal import ChangeSignal
 from mmthreads.harness.opencode.state import OpenCodeState, data_url_size
@@ -43,9 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from mmthreads.harness.opencode.bodies import PartInput
-    from mmthreads.harness.opencode.bus import BusEvent
     from mmthreads.harness.opencode.state import Dialect, MessageRecord
-    from mmthreads.harness.opencode.wire import PermissionRequest, QuestionRequest, Reply, Session
+    from mmthreads.harness.opencode.wire import Reply, Session
 
 __all__ = ["OpenCodeStandIn", "RecordedRequest", "UnknownModel"]
 
@@ -73,21 +72,7 @@ class UnknownModel(Exception):
     """A prompt named a model the catalogue does not have."""
 
 
-class RecordedRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One HTTP request the server received, and how it was answered."""
-
-    method: str
-    path: str
-    query: str
-    directory: str
-    body: bytes
-    #: The status sent; ``None`` if the connection was dropped or the stream is still open.
-    status: int | None
-    #: The fault applied, as ``repr`` of the outcome, if any.
-    fault: str | None = None
-
-
-class OpenCodeStandIn:
+class OpenCodeStandIn(Observing):
     """State, agent and controls of the fake OpenCode server.
 
     Args:
@@ -148,9 +133,7 @@ class OpenCodeStandIn:
         if heartbeat_interval == "default":
             heartbeat_interval = 10.0 if dialect == "current" else None
         self.heartbeat_interval: float | None = heartbeat_interval
-        #: Every HTTP request received, in order (filled by the app).
         self.requests: list[RecordedRequest] = []
-        #: The SSE streams open now.
         self.streams: set[EventStream] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -164,11 +147,6 @@ class OpenCodeStandIn:
     def dialect(self) -> Dialect:
         """``current`` or ``legacy``."""
         return self.state.dialect
-
-    @property
-    def events(self) -> list[BusEvent]:
-        """Every event published so far (stream-level heartbeats excluded)."""
-        return self.state.bus.log
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the agent's turns until cancelled."""
@@ -311,93 +289,6 @@ class OpenCodeStandIn:
     def _last_message(self, session_id: str) -> MessageRecord | None:
         records = self.state.messages.get(session_id, [])
         return records[-1] if records else None
-
-    # -- observation ---------------------------------------------------------------------------
-
-    def is_idle(self, session_id: str) -> bool:
-        """Whether the session has no running or queued turn."""
-        return not self.agent.busy(session_id)
-
-    async def wait_idle(self, session_id: str) -> None:
-        """Wait until the session has no running or queued turn (at once if it has none)."""
-        await self.signal.wait_until(lambda: self.is_idle(session_id))
-
-    async def wait_busy(self, session_id: str) -> None:
-        """Wait until the session has a turn."""
-        await self.signal.wait_until(lambda: not self.is_idle(session_id))
-
-    async def wait_permission_asked(self, session_id: str | None = None) -> PermissionRequest:
-        """The oldest pending permission (of ``session_id``), once there is one."""
-
-        def first() -> PermissionRequest | None:
-            for pending in self.pending.permissions.values():
-                if session_id is None or pending.request.session_id == session_id:
-                    return pending.request
-            return None
-
-        return await self.signal.wait_for(first)
-
-    async def wait_question_asked(self, session_id: str | None = None) -> QuestionRequest:
-        """The oldest pending question (of ``session_id``), once there is one."""
-
-        def first() -> QuestionRequest | None:
-            for pending in self.pending.questions.values():
-                if session_id is None or pending.request.session_id == session_id:
-                    return pending.request
-            return None
-
-        return await self.signal.wait_for(first)
-
-    async def wait_event(
-        self,
-        type_: str,
-        *,
-        session_id: str | None = None,
-        since: int = 0,
-        where: Callable[[BusEvent], bool] | None = None,
-    ) -> BusEvent:
-        """The first event of ``type_`` at log position ``since`` or later, once published.
-
-        Args:
-            type_: The event type.
-            session_id: Only events about this session.
-            since: A log position, e.g. ``len(standin.events)`` taken before acting.
-            where: A further predicate.
-        """
-
-        def find() -> BusEvent | None:
-            for event in self.events[since:]:
-                if event.type != type_:
-                    continue
-                if session_id is not None and event.session_id != session_id:
-                    continue
-                if where is None or where(event):
-                    return event
-            return None
-
-        return await self.signal.wait_for(find)
-
-    async def wait_request(
-        self, method: str, path_glob: str = "*", *, since: int = 0
-    ) -> RecordedRequest:
-        """The first recorded request matching ``method`` and ``path_glob`` from ``since`` on."""
-
-        def find() -> RecordedRequest | None:
-            for request in self.requests[since:]:
-                if request.method == method and fnmatch.fnmatchcase(request.path, path_glob):
-                    return request
-            return None
-
-        return await self.signal.wait_for(find)
-
-    async def wait_streams(self, count: int = 1) -> None:
-        """Wait until at least ``count`` SSE streams are open."""
-        await self.signal.wait_until(lambda: len(self.streams) >= count)
-
-    def record_request(self, request: RecordedRequest) -> None:
-        """Add to the request log (the app calls this)."""
-        self.requests.append(request)
-        self.signal.notify()
 
     # -- streams and controls ------------------------------------------------------------------
 
