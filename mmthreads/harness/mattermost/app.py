@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from mmthreads.harness.asgi import acknowledge_lifespan
 from mmthreads.harness.faults import CloseSocket, Delay, Drop, Ok, Outcome, Status
 from mmthreads.harness.mattermost.emulator import RequestRecord
 from mmthreads.harness.mattermost.errors import AppError
@@ -103,13 +104,7 @@ class MattermostApp:
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await acknowledge_lifespan(receive, send)
 
     async def _drop(self, scope: Scope, receive: Receive) -> None:
         # Close the TCP connection without answering, then wait for the server to notice.

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 import trio
 
+from mmthreads.harness.asgi import acknowledge_lifespan
 from mmthreads.harness.faults import Delay, Drop, Ok, Status
 from mmthreads.harness.opencode.rest import Request, Response, WaitForTurn, json_response
 from mmthreads.harness.opencode.routes import dispatch, match_route
@@ -82,7 +83,7 @@ class OpenCodeApp:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """The ASGI entry point (``http`` and ``lifespan`` scopes)."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
@@ -271,13 +272,3 @@ async def _respond(send: Send, response: Response) -> None:
         headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from mmthreads.harness.asgi import acknowledge_lifespan
 from mmthreads.harness.faults import CloseSocket, CutStream, Delay, Drop, Ok, Silence, Status
 from mmthreads.harness.script import Fail
 from mmthreads.harness.stub_model.response import error_body
@@ -67,7 +68,7 @@ class StubModelApp:
     ) -> None:
         """Handle one ASGI scope: lifespan is acknowledged, WebSockets are ignored."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
@@ -146,16 +147,6 @@ async def _watch_disconnect(receive: ASGIReceiveCallable, scope: trio.CancelScop
         message = await receive()
         if message["type"] == "http.disconnect":
             scope.cancel()
-            return
-
-
-async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
             return
 
 
