@@ -117,7 +117,7 @@ def _thread_chart() -> str:
         "# Session thread lifecycle\n"
         "\n"
         "Drawn from `THREAD_TRANSITIONS` in `mmthreads/core/thread_machine.py`; each state and\n"
-        "transition is explained in [the lifecycle discussion](../docs/discussion/lifecycle.md).\n"
+        "transition is explained in [the lifecycle discussion](../docs/lifecycle.md).\n"
         "\n"
         "```mermaid\n"
         f"{thread_mermaid()}"

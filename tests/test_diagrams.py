@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 STATECHARTS = REPO / "statecharts"
-LIFECYCLE_DOC = REPO / "docs" / "discussion" / "lifecycle.md"
+LIFECYCLE_DOC = REPO / "docs" / "lifecycle.md"
 
 MERMAID_BLOCK = re.compile(r"^```mermaid\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 EDGE = re.compile(r"^\s*(\S+) --> (\S+?)(?:: (\S+)(?: \[(.+)\])?)?$")
@@ -83,7 +83,7 @@ def test_the_mermaid_draws_exactly_the_table() -> None:
 def test_the_lifecycle_doc_embeds_the_current_chart() -> None:
     blocks = MERMAID_BLOCK.findall(LIFECYCLE_DOC.read_text())
     assert blocks == [thread_mermaid()], (
-        "copy the mermaid block of statecharts/thread.md into docs/discussion/lifecycle.md"
+        "copy the mermaid block of statecharts/thread.md into docs/lifecycle.md"
     )
 
 
