@@ -127,3 +127,38 @@ def test_the_terrible_network_is_random_but_reproducible_by_seed() -> None:
     # Events are never answered with an HTTP status; HTTP requests are never "dropped events".
     assert all(not isinstance(o, Status) for o in first[1::4])
     assert all(not isinstance(o, Drop) for o in first[0::4])
+
+
+async def test_a_terrible_network_soak_against_the_emulator_loses_nothing_acknowledged() -> None:
+    """A seeded soak: the client retries what failed; every acknowledged post is stored once."""
+    import httpx
+    import trio
+
+    from mmthreads.harness.mattermost import open_mattermost_emulator
+
+    plan = FaultPlan(
+        terrible=TerribleNetwork(http_error=0.15, rate_limited=0.1, delay=0.1, max_delay=0.01),
+        seed=11,
+    )
+    acknowledged: list[str] = []
+    with trio.fail_after(30):
+        async with open_mattermost_emulator(plan=plan) as mm:
+            bot = mm.create_user("bot", bot=True)
+            alice = mm.create_user("alice")
+            channel = mm.emulator.direct_channel(alice, bot)
+            headers = {"Authorization": f"Bearer {alice.token}"}
+            async with httpx.AsyncClient(base_url=mm.url, headers=headers) as client:
+                for n in range(40):
+                    for _attempt in range(20):
+                        body = {"channel_id": channel.id, "message": f"message {n}"}
+                        response = await client.post("/api/v4/posts", json=body)
+                        if response.status_code == 201:
+                            acknowledged.append(response.json()["id"])
+                            break
+                        assert response.status_code in (429, 500, 502, 503)
+            stored = [p.message for p in mm.posts_in(channel.id)]
+    assert len(acknowledged) == 40
+    # Failed requests stored nothing: each message is there exactly once, in order.
+    assert stored == [f"message {n}" for n in range(40)]
+    kinds = {type(r.outcome).__name__ for r in plan.recorded("http:POST /api/v4/posts")}
+    assert {"Status", "Delay"} <= kinds
