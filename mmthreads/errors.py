@@ -10,7 +10,22 @@ The tree::
     │   ├── MappingVersionError  the file was written by a newer version; never overwritten
     │   └── MappingConflictError a change would break one thread per session
     ├── ChatError                talking to Mattermost failed
+    │   ├── ChatRequestError     the server refused a request, or answered what we cannot read
+    │   │   ├── ChatAuthError    401/403: the token is invalid or lacks a permission
+    │   │   └── ChatNotFound     404: no such user, channel, post or file
+    │   ├── ChatFileTooLarge     a file is bigger than the caller is willing to download
+    │   ├── ChatUnavailable      5xx or network failures outlasted the retries
+    │   │   └── ChatRateLimited  still rate limited (429) after the retries
+    │   ├── ChatHandshakeError   the WebSocket upgrade failed (refused, cut or too slow)
+    │   └── ChatDisconnected     an open WebSocket was lost (close code and reason)
     └── AgentError               talking to OpenCode failed
+        ├── AgentCallFailed      a call got no usable answer (status, name, message, retryable)
+        │   ├── AgentUnavailable unreachable, or 5xx, after the retries
+        │   │   └── AgentTimeout the server did not answer in time
+        │   ├── AgentAuthError   401: missing or wrong password
+        │   ├── AgentNotFound    404: no such session, request or route
+        │   └── AgentBadResponse not the JSON the route promises (HTML for unknown routes)
+        └── AgentWireError       an event from the server could not be decoded; skipped
 
 This module imports nothing else from mmthreads.
 """
@@ -18,8 +33,23 @@ This module imports nothing else from mmthreads.
 from __future__ import annotations
 
 __all__ = [
+    "AgentAuthError",
+    "AgentBadResponse",
+    "AgentCallFailed",
     "AgentError",
+    "AgentNotFound",
+    "AgentTimeout",
+    "AgentUnavailable",
+    "AgentWireError",
+    "ChatAuthError",
+    "ChatDisconnected",
     "ChatError",
+    "ChatFileTooLarge",
+    "ChatHandshakeError",
+    "ChatNotFound",
+    "ChatRateLimited",
+    "ChatRequestError",
+    "ChatUnavailable",
     "ConfigError",
     "InvalidTransition",
     "MappingConflictError",
@@ -111,5 +141,185 @@ class ChatError(MmthreadsError):
     """A Mattermost request or connection failed."""
 
 
+class ChatRequestError(ChatError):
+    """The server refused a request (4xx), or answered something that cannot be read.
+
+    Attributes:
+        status: The HTTP status; 0 when the answer itself could not be used (a success
+            status with a body that is not the JSON expected, or a body httpx cannot decode).
+        error_id: The ``AppError`` id, e.g. ``api.post.create_post.root_id.app_error`` ("" if
+            the body was not an ``AppError``).
+        message: The server's English message, or a short description of the problem.
+        endpoint: Method and path of the request, e.g. ``POST /posts`` (never the token).
+    """
+
+    def __init__(self, status: int, error_id: str, message: str, *, endpoint: str = "") -> None:
+        where = f"{endpoint}: " if endpoint else ""
+        ident = f" {error_id}" if error_id else ""
+        super().__init__(f"{where}HTTP {status}{ident}: {message}")
+        self.status = status
+        self.error_id = error_id
+        self.message = message
+        self.endpoint = endpoint
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, error_id={self.error_id!r}, "
+            f"message={self.message!r}, endpoint={self.endpoint!r})"
+        )
+
+
+class ChatAuthError(ChatRequestError):
+    """401 or 403: the token is invalid or expired, or lacks a permission."""
+
+
+class ChatNotFound(ChatRequestError):
+    """404: the user, channel, post or file does not exist (or is not visible to the bot)."""
+
+
+class ChatFileTooLarge(ChatError):
+    """A file is larger than the download limit the caller gave.
+
+    Attributes:
+        file_id: The Mattermost file id.
+        limit: The limit in bytes.
+    """
+
+    def __init__(self, file_id: str, limit: int) -> None:
+        super().__init__(f"file {file_id} is larger than {limit} bytes")
+        self.file_id = file_id
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"ChatFileTooLarge(file_id={self.file_id!r}, limit={self.limit!r})"
+
+
+class ChatUnavailable(ChatError):
+    """Mattermost could not be reached, or kept failing (5xx), through every retry.
+
+    Attributes:
+        reason: What the last attempt ran into.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r})"
+
+
+class ChatRateLimited(ChatUnavailable):
+    """The server still answered 429 after the retries, or asked for too long a wait.
+
+    Attributes:
+        retry_after: Seconds the server last asked to wait.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited: retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"ChatRateLimited(retry_after={self.retry_after!r})"
+
+
+class ChatHandshakeError(ChatError):
+    """The WebSocket upgrade failed: refused, cut before ``hello``, or too slow.
+
+    Attributes:
+        reason: What went wrong, e.g. ``"upgrade refused with HTTP 503"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"ChatHandshakeError(reason={self.reason!r})"
+
+
+class ChatDisconnected(ChatError):
+    """An open WebSocket was lost.
+
+    The reconnecting client reports this as the ``ChatDisconnected`` core event of
+    ``mmthreads.core.chat_events``; the exception is what one connection raises.
+
+    Attributes:
+        code: The WebSocket close code (1006: no close frame; 4000: ping unanswered;
+            4001: sequence gap, as Mattermost's own client uses them).
+        reason: A short description.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"WebSocket closed ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"ChatDisconnected(code={self.code!r}, reason={self.reason!r})"
+
+
 class AgentError(MmthreadsError):
     """An OpenCode request or connection failed."""
+
+
+class AgentCallFailed(AgentError):
+    """A call to OpenCode got no usable answer.
+
+    Attributes:
+        status: The HTTP status, or 0 when no answer came at all.
+        name: OpenCode's error name (``NotFoundError``, ``UnknownError``, an Effect ``_tag``)
+            or a short description of what went wrong (``ConnectError``, ``NotJSON``).
+        message: What OpenCode or the transport said; never contains credentials.
+        retryable: Whether trying the same call again later may succeed.
+    """
+
+    def __init__(self, status: int, name: str, message: str, retryable: bool) -> None:
+        where = f"HTTP {status}" if status else "no answer"
+        super().__init__(f"OpenCode call failed ({where}, {name}): {message}")
+        self.status = status
+        self.name = name
+        self.message = message
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, name={self.name!r}, "
+            f"message={self.message!r}, retryable={self.retryable!r})"
+        )
+
+
+class AgentUnavailable(AgentCallFailed):
+    """OpenCode could not be reached, or kept answering 5xx, until the retries ran out."""
+
+
+class AgentTimeout(AgentUnavailable):
+    """OpenCode did not answer within the configured time."""
+
+
+class AgentAuthError(AgentCallFailed):
+    """OpenCode refused the credentials (401): the password is missing or wrong."""
+
+
+class AgentNotFound(AgentCallFailed):
+    """OpenCode does not know the session, request or route (404)."""
+
+
+class AgentBadResponse(AgentCallFailed):
+    """OpenCode answered, but not with the JSON the route promises (unknown routes serve HTML)."""
+
+
+class AgentWireError(AgentError):
+    """An event frame from OpenCode could not be decoded; the stream logs and skips it.
+
+    Attributes:
+        reason: What was wrong with the frame.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"undecodable OpenCode event: {reason}")
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"AgentWireError(reason={self.reason!r})"

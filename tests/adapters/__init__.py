@@ -1,0 +1,1 @@
+"""Tests of the adapters: Mattermost REST and WebSocket, OpenCode."""
