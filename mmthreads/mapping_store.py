@@ -12,7 +12,7 @@ Lifecycle of a ``MappingStore``:
 * ``save()`` first checks whether the file changed since this store last read or wrote it (device,
   inode, size and mtime): ``os.replace`` gives every atomic writer's file a new inode, so this is
   cheap and reliable for the plugin and other mmthreads processes.  If it changed, the disk
-  entries are merged in (``mapping.merge``).  The new content goes to a temp file in the same
+  entries are merged in (``mapping_index.merge``).  The new content goes to a temp file in the same
   directory (mode 0600), is flushed and fsynced, replaces the file with ``os.replace``, and the
   directory is fsynced so the rename itself survives a power cut.  If the file changes again while
   the temp file is written, the merge is redone; a writer sneaking in between the last check and
@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from mmthreads.errors import MappingCorruptError, MappingFileError, MappingVersionError
-from mmthreads.mapping import MappingIndex, decode_file, encode_chunks, iso_timestamp, merge
+from mmthreads.mapping import decode_stream, encode_chunks, iso_timestamp
+from mmthreads.mapping_index import MappingIndex, merge
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from mmthreads.mapping import MappingWarning, ThreadMapping
+    from mmthreads.mapping import DecodedFile, MappingWarning, ThreadMapping
 
 __all__ = [
     "FILE_NAME",
@@ -162,21 +163,18 @@ class MappingStore:
         now = now if now is not None else datetime.now(UTC)
         self._remove_stale_temps(now)
         try:
-            data, signature = self._read()
+            decoded, signature = self._read()
         except FileNotFoundError:
             logger.info("No mapping file at %s yet: starting with no threads", self._path)
             self._signature, self._known = None, True
             return LoadResult(MappingIndex())
         except OSError as exc:
             return self._set_aside_on_load(f"cannot read it: {exc}", now)
-        try:
-            decoded = decode_file(data, source=str(self._path))
         except MappingVersionError as exc:
             self._refused = exc  # the caller reports it; we only remember never to write
             raise
         except MappingCorruptError as exc:
             return self._set_aside_on_load(exc.reason, now)
-        del data  # the bytes can go before the index is built
         index, duplicates = MappingIndex.build(decoded.mappings)
         warnings = (*decoded.warnings, *duplicates)
         _log_warnings(self._path, warnings)
@@ -243,14 +241,12 @@ class MappingStore:
         self, ours: list[ThreadMapping], now: datetime
     ) -> tuple[SaveResult, list[ThreadMapping], _Signature | None]:
         try:
-            data, signature = self._read()
+            decoded, signature = self._read()
         except FileNotFoundError:
             return SaveResult(merged=False), ours, None
         except OSError as exc:
             backup = self._set_aside(f"cannot read it: {exc}", now)
             return SaveResult(merged=False, backup=backup), ours, None
-        try:
-            decoded = decode_file(data, source=str(self._path))
         except MappingVersionError as exc:
             self._refused = exc  # the caller reports it; we only remember never to write
             raise
@@ -288,10 +284,19 @@ class MappingStore:
             raise
         return temp, written, size
 
-    def _read(self) -> tuple[bytes, _Signature]:
-        with open(self._path, "rb") as src:
+    def _read(self) -> tuple[DecodedFile, _Signature]:
+        """Decode the file as it is now, and what it looked like when opened.
+
+        Raises:
+            OSError: The file cannot be opened or read (FileNotFoundError: it is missing).
+            MappingCorruptError: It is not a mapping file.
+            MappingVersionError: It has a newer version.
+        """
+        # Unbuffered: decode_stream reads a batch at a time into its own reused buffer, so the
+        # 57 MB of a 100k-entry file never sit in memory at once (and are not copied twice).
+        with open(self._path, "rb", buffering=0) as src:
             signature = _signature(os.fstat(src.fileno()))
-            return src.read(), signature
+            return decode_stream(src, source=str(self._path)), signature
 
     def _set_aside_on_load(self, reason: str, now: datetime) -> LoadResult:
         backup = self._set_aside(reason, now)

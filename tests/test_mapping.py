@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mmthreads.mapping as codec
 from mmthreads.core.states import ThreadState
-from mmthreads.errors import MappingConflictError, MappingCorruptError, MappingVersionError
+from mmthreads.errors import MappingCorruptError, MappingVersionError
 from mmthreads.mapping import (
-    MappingIndex,
+    DecodedFile,
     ThreadMapping,
     decode_file,
+    decode_stream,
     encode_chunks,
     encode_file,
     iso_timestamp,
-    merge,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Verbatim from spec.md, "Persistence: the mapping file".
 SPEC_EXAMPLE = b"""{
@@ -112,7 +118,9 @@ def test_the_spec_example_round_trips() -> None:
     assert encode_file(again.mappings, "2026-01-15T15:45:00.000Z") == ours
 
 
-@pytest.mark.parametrize("count", [0, 1, 255, 256, 257, 700])
+@pytest.mark.parametrize(
+    "count", [0, 1, 255, 256, 257, 700, codec._CHUNK - 1, codec._CHUNK + 1, 2 * codec._CHUNK + 5]
+)
 def test_chunked_encoding_is_exactly_the_formatted_whole_file(count: int) -> None:
     mappings = [
         mapping(n, status=ThreadState.ENDED, ended_at="2026-01-15T16:00:00.000Z")
@@ -160,6 +168,149 @@ def test_repeated_strings_are_shared_after_decoding() -> None:
     assert first.directory is third.directory
     assert first.dm_channel_id is second.dm_channel_id
     assert third.ended_at is third.last_activity_at
+
+
+def test_titles_are_shared_until_many_distinct_ones_were_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = file_of(*(entry(n, sessionTitle="Fix the build") for n in range(1, 4)))
+    first, second, third = decode_file(data).mappings
+    assert first.session_title is second.session_title is third.session_title
+    monkeypatch.setattr(codec, "_SHARED_TITLES", 0)
+    first, second, _ = decode_file(data).mappings
+    assert first.session_title == second.session_title
+    assert first.session_title is not second.session_title
+    assert first.directory is second.directory  # other fields are shared regardless
+
+
+# --- the two ways of decoding -------------------------------------------------------------------
+
+
+def pretty(*entries: object, last_modified: object = "2026-01-15T15:45:00.000Z") -> bytes:
+    """A file in the layout both tools write (JSON.stringify(file, null, 2))."""
+    whole = {"version": 1, "lastModified": last_modified, "mappings": entries}
+    return json.dumps(whole, indent=2, ensure_ascii=False).encode()
+
+
+def decoded_both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[DecodedFile, bool]:
+    """``decode_file(data)``, and whether it went the general way."""
+    general = codec._decode_general
+    went: list[bool] = []
+
+    def spy(*args: object, **kwargs: object) -> str | None:
+        went.append(True)
+        return general(*args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(codec, "_decode_general", spy)
+        return decode_file(data), bool(went)
+
+
+BAD_ENTRIES: dict[int, dict[str, object]] = {
+    7: {"status": "paused"},
+    450: {"createdAt": "yesterday"},
+    451: {"lastActivityAt": "2026-02-30T10:00:00.000Z"},  # no 30 February
+    900: {"lastActivityAt": "2026-02-29T10:00:00.000Z"},  # 2026 is not a leap year
+    1350: {"endedAt": "2026-01-15T16:00:00"},  # no time zone
+    2999: {"sessionId": ...},
+}
+
+
+def many_entries(count: int = 3000) -> list[dict[str, object]]:
+    out = [entry(n, **BAD_ENTRIES.get(n, {})) for n in range(count)]
+    out[5]["lastActivityAt"] = "2024-02-29T10:00:00.000Z"  # a leap day: valid
+    out[6]["createdAt"] = "2026-01-15T16:30:00.123456+02:00"  # another valid form
+    out[8]["endedAt"] = out[8]["lastActivityAt"]
+    return out
+
+
+def test_a_large_file_in_the_canonical_layout_is_decoded_batch_by_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = many_entries()
+    data = pretty(*entries)
+    assert len(data) > 4 * codec._BATCH_BYTES  # several batches
+    fast, general = decoded_both_ways(data, monkeypatch)
+    assert not general
+    assert fast == decode_file(file_of(*entries))  # compact JSON: the general way
+    assert [w.entry for w in fast.warnings] == sorted(BAD_ENTRIES)
+    assert fast.warnings[2].path == "$.mappings[451].lastActivityAt"
+    assert "RFC3339" in fast.warnings[2].message
+    assert len(fast.mappings) == 3000 - len(BAD_ENTRIES)
+
+
+def test_the_plugins_layout_without_a_final_newline_is_canonical_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded, general = decoded_both_ways(SPEC_EXAMPLE, monkeypatch)
+    assert not general
+    assert decoded == decode_file(SPEC_EXAMPLE.replace(b"\n", b""))
+
+
+def test_an_entry_longer_than_a_batch_grows_the_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [entry(1), entry(2, lastPrompt="x" * (3 * codec._BATCH_BYTES)), entry(3)]
+    decoded, general = decoded_both_ways(pretty(*entries), monkeypatch)
+    assert not general
+    assert [len(m.last_prompt) for m in decoded.mappings] == [0, 3 * codec._BATCH_BYTES, 0]
+
+
+def test_an_escaped_last_modified_is_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = pretty(entry(1)).replace(b'"2026-01-15T15:45:00.000Z"', b'"2026\\u002d01 \\"q\\""', 1)
+    decoded, general = decoded_both_ways(data, monkeypatch)
+    assert (decoded.last_modified, general) == ('2026-01 "q"', False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pretty(entry(1), last_modified=7),  # not a string: lastModified is None
+        pretty(entry(1)).replace(b"\n}", b"\n}\n\n"),  # other trailing whitespace
+        pretty(entry(1)).replace(b'"version": 1,', b'"version":  1,'),
+        pretty(entry(1)).replace(b"\n  ]\n}", b'\n  ],\n  "more": []\n}'),
+        pretty(),
+        pretty(entry(1)).replace(b"\n", b"\r\n"),
+        b'{"version": 1, "lastModified": "x", "mappings": ['
+        + json.dumps(entry(1)).encode()
+        + b"]}",
+    ],
+)
+def test_other_layouts_go_the_general_way(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded, general = decoded_both_ways(data, monkeypatch)
+    assert general
+    assert [m.session_id for m in decoded.mappings] == [mapping(1).session_id] * bool(
+        decoded.mappings
+    )
+
+
+def test_a_boundary_inside_an_entry_sends_the_file_the_general_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only a hand-edited file puts objects at the entries' indentation inside an entry; the cut
+    # there makes a batch that is not JSON, and the file is read the general way.
+    nested = b'"future": [\n    {\n      "a": 1\n    },\n    {\n      "b": 2\n    }\n  ],\n'
+    text = pretty(entry(1), entry(2), entry(3))
+    at = text.index(b'"threadRootPostId"', text.index(b'"sessionId": "ses_' + b"2".zfill(26)))
+    data = text[:at] + nested + b"      " + text[at:]
+    # The first batch ends just after the false boundary, so that it is the last one seen.
+    false_boundary = data.index(b"\n    },\n    {\n", data.index(b'"future"'))
+    monkeypatch.setattr(codec, "_BATCH_BYTES", false_boundary + 20)
+    decoded, general = decoded_both_ways(data, monkeypatch)
+    assert general
+    assert decoded.mappings == [mapping(1), mapping(2), mapping(3)]
+
+
+@pytest.mark.parametrize("layout", ["pretty", "compact"])
+def test_decode_stream_reads_an_open_file(tmp_path: Path, layout: str) -> None:
+    entries = many_entries(600)
+    data = pretty(*entries) if layout == "pretty" else file_of(*entries)
+    path = tmp_path / "mattermost-threads.json"
+    path.write_bytes(data)
+    with open(path, "rb", buffering=0) as stream:
+        from_stream = decode_stream(stream, source=str(path))
+    assert from_stream == decode_file(data)
+    assert len(from_stream.warnings) == 3
+    with pytest.raises(MappingVersionError):
+        decode_stream(io.BytesIO(data.replace(b'"version": 1', b'"version": 2', 1)))
 
 
 # --- invalid entries, versions, corrupt files -----------------------------------------------
@@ -290,136 +441,6 @@ def test_iso_timestamp_refuses_a_naive_datetime() -> None:
         iso_timestamp(datetime(2026, 1, 15, 14, 30))
 
 
-# --- merge --------------------------------------------------------------------------------------
-
-EARLY, LATE = "2026-01-15T10:00:00.000Z", "2026-01-15T11:00:00.000Z"
-
-
-@pytest.mark.parametrize(
-    ("ours_at", "disk_at", "winner"),
-    [
-        (LATE, EARLY, "ours"),
-        (EARLY, LATE, "disk"),
-        (LATE, LATE, "ours"),
-        # Instants, not strings: 12:30+02:00 is 10:30Z, earlier than 11:00Z though it sorts later.
-        ("2026-01-15T12:30:00.000+02:00", LATE, "disk"),
-        # 09:30Z is later than 11:00+02:00 (09:00Z) though it sorts earlier.
-        ("2026-01-15T09:30:00.000Z", "2026-01-15T11:00:00.000+02:00", "ours"),
-    ],
-)
-def test_merge_keeps_the_newer_entry_per_session(ours_at: str, disk_at: str, winner: str) -> None:
-    ours = mapping(1, last_activity_at=ours_at, session_title="ours")
-    theirs = mapping(1, last_activity_at=disk_at, session_title="disk")
-    result = merge([ours], [theirs])
-    assert result.mappings == [ours if winner == "ours" else theirs]
-    assert result.adopted == ([] if winner == "ours" else [theirs])
-    assert result.warnings == []
-
-
-def test_merge_keeps_entries_only_on_disk_and_entries_only_ours() -> None:
-    shared_ours, shared_disk = mapping(2, last_activity_at=LATE), mapping(2, last_activity_at=EARLY)
-    result = merge([mapping(1), shared_ours, mapping(4)], [mapping(3), shared_disk, mapping(5)])
-    assert [m.session_id for m in result.mappings] == [
-        mapping(n).session_id
-        for n in (3, 2, 5, 1, 4)  # disk order, then ours only
-    ]
-    assert result.mappings[1] is shared_ours
-    assert {m.session_id for m in result.adopted} == {mapping(3).session_id, mapping(5).session_id}
-
-
-def test_merge_never_moves_or_shares_our_threads() -> None:
-    ours = [mapping(1), mapping(2)]
-    moved = mapping(1, thread_root_post_id="elsewhere", last_activity_at="2027-01-01T00:00:00Z")
-    squatter = mapping(3, thread_root_post_id=mapping(2).thread_root_post_id)
-    result = merge(ours, [moved, squatter])
-    assert result.mappings == ours
-    assert result.adopted == []
-    assert sorted((w.session_id, w.path) for w in result.warnings) == [
-        (mapping(1).session_id, "$.mappings[*].threadRootPostId"),
-        (mapping(3).session_id, "$.mappings[*].threadRootPostId"),
-    ]
-
-
-def test_merge_of_two_disk_entries_claiming_one_thread_keeps_the_newer() -> None:
-    older = mapping(1, last_activity_at=EARLY)
-    newer = mapping(2, thread_root_post_id=older.thread_root_post_id, last_activity_at=LATE)
-    result = merge([], [older, newer])
-    assert result.mappings == [newer]
-    assert [w.session_id for w in result.warnings] == [older.session_id]
-
-
-# --- the index ----------------------------------------------------------------------------------
-
-
-def test_index_lookups() -> None:
-    a, b = mapping(1), mapping(2)
-    c = mapping(3, mattermost_user_id="someone-else-entirely-xyz1")
-    index, warnings = MappingIndex.build([a, b, c])
-    assert warnings == []
-    assert (index.get(a.session_id), index.get("ses_unknown")) == (a, None)
-    assert (index.by_thread_root(b.thread_root_post_id), index.by_thread_root("x")) == (b, None)
-    assert list(index.for_user(a.mattermost_user_id)) == [a, b]
-    assert list(index.for_user(c.mattermost_user_id)) == [c]
-    assert list(index.for_user("nobody")) == []
-    assert (len(index), list(index), a.session_id in index, "x" in index) == (
-        3,
-        [a, b, c],
-        True,
-        False,
-    )
-    assert repr(index) == "<MappingIndex sessions=3 users=2>"
-
-
-def test_index_put_replaces_and_remove_forgets() -> None:
-    index = MappingIndex()
-    first = mapping(1)
-    index.put(first)
-    moved_user = mapping(
-        1, mattermost_user_id="another-user-id-xxxxxxxxxx", status=ThreadState.ENDED
-    )
-    index.put(moved_user)
-    assert index.get(first.session_id) is moved_user
-    assert index.by_thread_root(first.thread_root_post_id) is moved_user
-    assert list(index.for_user(first.mattermost_user_id)) == []
-    assert list(index.for_user(moved_user.mattermost_user_id)) == [moved_user]
-    assert index.remove(first.session_id) is moved_user
-    assert (
-        len(index),
-        index.get(first.session_id),
-        index.by_thread_root(first.thread_root_post_id),
-        list(index.for_user(moved_user.mattermost_user_id)),
-    ) == (0, None, None, [])
-    with pytest.raises(KeyError):
-        index.remove(first.session_id)
-
-
-def test_a_sessions_thread_root_never_changes() -> None:
-    index, _ = MappingIndex.build([mapping(1), mapping(2)])
-    with pytest.raises(MappingConflictError, match="never changes") as caught:
-        index.put(mapping(1, thread_root_post_id="another-root"))
-    assert caught.value.session_id == mapping(1).session_id
-    with pytest.raises(MappingConflictError, match="belongs to"):
-        index.put(mapping(3, thread_root_post_id=mapping(2).thread_root_post_id))
-    assert list(index) == [mapping(1), mapping(2)]
-    assert index.by_thread_root("another-root") is None
-
-
-def test_build_drops_duplicates_keeping_the_newer() -> None:
-    old, new = mapping(1, last_activity_at=EARLY), mapping(1, last_activity_at=LATE)
-    tie_first, tie_second = mapping(2), mapping(2, session_title="second")
-    thread_old = mapping(3, last_activity_at=EARLY)
-    thread_new = mapping(
-        4, thread_root_post_id=thread_old.thread_root_post_id, last_activity_at=LATE
-    )
-    index, warnings = MappingIndex.build([old, new, tie_first, tie_second, thread_old, thread_new])
-    assert list(index) == [new, tie_first, thread_new]
-    assert [(w.session_id, w.path) for w in warnings] == [
-        (old.session_id, "$.mappings[*].sessionId"),
-        (tie_second.session_id, "$.mappings[*].sessionId"),
-        (thread_old.session_id, "$.mappings[*].threadRootPostId"),
-    ]
-
-
 # --- properties ---------------------------------------------------------------------------------
 
 _CHARS = st.characters(codec="utf-8")  # any character JSON can carry (no lone surrogates)
@@ -500,3 +521,25 @@ def test_decoding_raises_only_the_documented_errors(data: bytes) -> None:
     assert all(type(w.entry) is int and w.path.startswith("$.mappings[") for w in decoded.warnings)
     again = decode_file(encode_file(decoded.mappings, "2026-01-15T15:45:00.000Z"))
     assert (again.mappings, again.warnings) == (decoded.mappings, [])
+
+
+_canonical_files = st.builds(
+    lambda stamp, entries: {"version": 1, "lastModified": stamp, "mappings": entries},
+    _stamps | _text,
+    st.lists(_spoiled | _soup | _json, min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_canonical_files, st.sampled_from([16, 200, 1 << 18]))
+def test_batches_agree_with_the_general_way(whole: dict[str, object], batch_bytes: int) -> None:
+    def outcome(data: bytes) -> DecodedFile | type[Exception]:
+        try:
+            return decode_stream(io.BytesIO(data))
+        except (MappingCorruptError, MappingVersionError) as exc:  # e.g. Infinity is not JSON
+            return type(exc)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(codec, "_BATCH_BYTES", batch_bytes)
+        in_batches = outcome(json.dumps(whole, indent=2).encode())
+    assert in_batches == outcome(json.dumps(whole).encode())
