@@ -36,22 +36,9 @@ from mmthreads.core.render import (
     session_id_from_props,
 )
 from mmthreads.core.states import ThreadState
-from mmthreads.mapping import ThreadMapping
+from tests.samples import SPEC_MAPPING
 
-MAPPING = ThreadMapping(
-    session_id="ses_a1b2c3d4e5f6g7h8i9j0k1l2m3",
-    thread_root_post_id="x1y2z3a4b5c6d7e8f9g0h1i2j3",
-    short_id="ses_a1b2",
-    mattermost_user_id="abc123def456ghi789jkl012mn",
-    dm_channel_id="ghi789jkl012mno345pqr678st",
-    project_name="business-automation",
-    directory="/home/dev/business-automation",
-    session_title="Fix email pipeline",
-    status=ThreadState.ACTIVE,
-    created_at="2026-01-15T14:30:00.000Z",
-    last_activity_at="2026-01-15T15:45:00.000Z",
-    opencode_server="http://127.0.0.1:4096",
-)
+MAPPING = msgspec.structs.replace(SPEC_MAPPING, opencode_server="http://127.0.0.1:4096")
 ENDED_AT = 1768491900000  # 2026-01-15T15:45:00Z
 
 
