@@ -18,14 +18,15 @@ The tree::
     │   │   └── ChatRateLimited  still rate limited (429) after the retries
     │   ├── ChatHandshakeError   the WebSocket upgrade failed (refused, cut or too slow)
     │   └── ChatDisconnected     an open WebSocket was lost (close code and reason)
-    └── AgentError               talking to OpenCode failed
-        ├── AgentCallFailed      a call got no usable answer (status, name, message, retryable)
-        │   ├── AgentUnavailable unreachable, or 5xx, after the retries
-        │   │   └── AgentTimeout the server did not answer in time
-        │   ├── AgentAuthError   401: missing or wrong password
-        │   ├── AgentNotFound    404: no such session, request or route
-        │   └── AgentBadResponse not the JSON the route promises (HTML for unknown routes)
-        └── AgentWireError       an event from the server could not be decoded; skipped
+    ├── AgentError               talking to OpenCode failed
+    │   ├── AgentCallFailed      a call got no usable answer (status, name, message, retryable)
+    │   │   ├── AgentUnavailable unreachable, or 5xx, after the retries
+    │   │   │   └── AgentTimeout the server did not answer in time
+    │   │   ├── AgentAuthError   401: missing or wrong password
+    │   │   ├── AgentNotFound    404: no such session, request or route
+    │   │   └── AgentBadResponse not the JSON the route promises (HTML for unknown routes)
+    │   └── AgentWireError       an event from the server could not be decoded; skipped
+    └── StreamerGaveUp           a supervised task kept failing; no more restarts
 
 This module imports nothing else from mmthreads.
 """
@@ -57,6 +58,7 @@ __all__ = [
     "MappingFileError",
     "MappingVersionError",
     "MmthreadsError",
+    "StreamerGaveUp",
 ]
 
 
@@ -323,3 +325,20 @@ class AgentWireError(AgentError):
 
     def __repr__(self) -> str:
         return f"AgentWireError(reason={self.reason!r})"
+
+
+class StreamerGaveUp(MmthreadsError):
+    """A supervised task kept failing, and its supervisor stopped restarting it.
+
+    Raised ``from`` the task's last failure, so the traceback shows why.
+
+    Attributes:
+        name: The supervised task's name, as given to the supervisor (e.g. the session id).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: gave up restarting after repeated failures")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StreamerGaveUp(name={self.name!r})"
