@@ -6,8 +6,12 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mmthreads.errors import MmthreadsError
+from mmthreads.errors import ConfigError, MmthreadsError
+
+if TYPE_CHECKING:
+    from mmthreads.settings import Settings
 
 __all__ = ["main"]
 
@@ -52,7 +56,96 @@ def _build_parser() -> argparse.ArgumentParser:
     harness.add_argument("--plan", type=Path, help="a fault plan (TOML) for both servers")
     harness.add_argument("--bot", default="mmthreads", help="bot username (default: mmthreads)")
     harness.add_argument("--user", default="alice", help="human username (default: alice)")
+    run = sub.add_parser("run", help="run the bridge (Mattermost <-> OpenCode)")
+    _add_settings_options(run)
+    check = sub.add_parser(
+        "check-config", help="check the settings: bot login, owners, DMs, OpenCode servers"
+    )
+    _add_settings_options(check)
     return parser
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    # Each option is one name of mmthreads.settings.FLAGS; see docs/reference/configuration.md.
+    parser.add_argument("--config", type=Path, help="a TOML settings file")
+    parser.add_argument("--mattermost-url", help="the Mattermost server's address")
+    parser.add_argument(
+        "--owner-user-id", action="append", help="user id allowed to drive sessions (repeatable)"
+    )
+    parser.add_argument(
+        "--owner-username", action="append", help="username allowed to drive sessions (repeatable)"
+    )
+    parser.add_argument(
+        "--opencode-url", action="append", help="an `opencode serve` to follow (repeatable)"
+    )
+    parser.add_argument("--opencode-username", help="OpenCode basic-auth user")
+    parser.add_argument("--mapping-file", help="the thread/session mapping file")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    parser.add_argument("--edit-interval", type=float, help="seconds between edits of an answer")
+    parser.add_argument("--queue-limit", type=int, help="prompts queued per disconnected thread")
+    parser.add_argument(
+        "--adoption-window", type=float, help="seconds within which old sessions are adopted"
+    )
+    # Secrets are refused as flags (command lines are public); accepted here only so that the
+    # settings loader can say where to put them instead.
+    parser.add_argument("--mattermost-token", help=argparse.SUPPRESS)
+    parser.add_argument("--opencode-password", help=argparse.SUPPRESS)
+
+
+_SETTINGS_FLAGS = (
+    "mattermost_url",
+    "owner_user_id",
+    "owner_username",
+    "opencode_url",
+    "opencode_username",
+    "mapping_file",
+    "log_level",
+    "edit_interval",
+    "queue_limit",
+    "adoption_window",
+    "mattermost_token",
+    "opencode_password",
+)
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    import os
+
+    from mmthreads.settings import load_settings
+
+    values = {name: getattr(args, name) for name in _SETTINGS_FLAGS}
+    flags = {name: value for name, value in values.items() if value is not None}
+    return load_settings(env=os.environ, config_path=args.config, flags=flags)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    from functools import partial
+
+    import trio
+
+    from mmthreads.runtime.service import serve_until_signalled
+
+    settings = _load(args)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    trio.run(partial(serve_until_signalled, settings))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    import trio
+
+    from mmthreads.runtime.startup import run_checks
+
+    settings = _load(args)
+    checks = trio.run(partial(run_checks, settings))
+    for check in checks:
+        print(check)
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def _statechart(args: argparse.Namespace) -> int:
@@ -80,7 +173,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _harness(args: argparse.Namespace) -> int:
     import trio
 
-    from mmthreads.errors import ConfigError
     from mmthreads.harness.faults import FaultPlan
     from mmthreads.harness.standalone import HarnessOptions, run_harness
 
@@ -118,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         return _statechart(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command in ("run", "check-config"):
+        try:
+            return _run(args) if args.command == "run" else _check_config(args)
+        except ConfigError as exc:
+            print(f"mmthreads: {exc}", file=sys.stderr)
+            return 2
+        except MmthreadsError as exc:
+            print(f"mmthreads: {exc}", file=sys.stderr)
+            return 1
     if args.command == "harness":
         try:
             return _harness(args)

@@ -1,0 +1,287 @@
+"""What the session threads do in the world: the service's side of ``ThreadEffects``.
+
+The session runners (``mmthreads.runtime.session_runner``) decide *what* to do; this module does
+it against the real servers. :class:`Bridge` is the state every part of the running service
+shares (clients, identity, the mapping index and file); :class:`ServiceEffects` implements the
+runners' effects on top of it:
+
+* notices and replies are posted in the session's thread;
+* a prompt (its text and attached files, as data URIs) goes to OpenCode with ``prompt_async``,
+  the session's directory and an explicit model (the session's choice, else the server's
+  default from ``GET /provider``), and is acknowledged with a reaction on the owner's post; a
+  refused prompt is answered in the thread with the reason, a file that cannot be forwarded
+  with a notice;
+* a status change is written to the mapping file;
+* a turn is shown by creating its posts the first time and editing them afterwards; parts added
+  by a longer render become continuation posts (the runner limits how often this is called).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import trio
+
+from mmthreads.core.render import render_notice
+from mmthreads.core.states import ThreadState
+from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge, MappingFileError
+from mmthreads.mapping import iso_timestamp
+from mmthreads.wire.opencode_rest import FilePartInput, TextPartInput
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mmthreads.adapters.mattermost_rest import MattermostClient
+    from mmthreads.adapters.opencode import OpenCodeClient
+    from mmthreads.core.actions import Notice
+    from mmthreads.core.events import PromptReceived
+    from mmthreads.mapping import ThreadMapping
+    from mmthreads.mapping_index import MappingIndex
+    from mmthreads.mapping_store import MappingStore
+    from mmthreads.runtime.session_runner import TurnKey
+    from mmthreads.wire.opencode_rest import PartInput
+
+__all__ = [
+    "ACK_EMOJI",
+    "FILE_NOT_SENT",
+    "PROMPT_NOT_SENT",
+    "Bridge",
+    "ServiceEffects",
+    "now_ms",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The reaction that tells the user their prompt reached OpenCode.
+ACK_EMOJI: Final = "white_check_mark"
+#: The heading of the reply to a prompt OpenCode did not take; the reason follows.
+PROMPT_NOT_SENT: Final = ":warning: **Prompt not sent**"
+#: The heading of the notice about an attached file that could not be forwarded.
+FILE_NOT_SENT: Final = ":warning: **File not sent**"
+_FINAL: Final = frozenset({ThreadState.ENDED, ThreadState.ORPHANED})
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds (timestamps shown to users and written to files)."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Bridge:
+    """What every part of the running service shares.
+
+    Attributes:
+        chat: The Mattermost REST client.
+        bot_user_id: The bot's own user id.
+        max_post_size: The server's post limit in runes.
+        site_url: The Mattermost URL for permalinks.
+        index: The thread mappings (the source of truth while running).
+        store: The mapping file.
+        servers: OpenCode clients by server base URL, in configuration order.
+        edit_interval: Seconds between two edits of one answer post.
+        queue_limit: Prompts kept per thread while its server is unreachable.
+        inbox_size: Events buffered per thread task.
+        max_file_size: Largest attachment forwarded to OpenCode, in bytes.
+        started_ms: When the service started.
+        default_models: The default model found per server (filled on first use).
+    """
+
+    chat: MattermostClient
+    bot_user_id: str
+    max_post_size: int
+    site_url: str
+    index: MappingIndex
+    store: MappingStore
+    servers: dict[str, OpenCodeClient]
+    edit_interval: float
+    queue_limit: int
+    inbox_size: int
+    max_file_size: int = 10 * 1024 * 1024
+    started_ms: int = field(default_factory=now_ms)
+    default_models: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _save_lock: trio.Lock = field(default_factory=trio.Lock)
+
+    def server_of(self, mapping: ThreadMapping) -> OpenCodeClient:
+        """The client of the server a session lives on ("" names the first server)."""
+        client = self.servers.get(mapping.opencode_server)
+        return client if client is not None else next(iter(self.servers.values()))
+
+    async def persist(self) -> None:
+        """Write every mapping to the file (one write at a time, in a worker thread).
+
+        A failed write is logged, not raised: the index stays the truth while running, and the
+        next write (or the one at shutdown) carries the change.
+        """
+        async with self._save_lock:
+            mappings = list(self.index)
+            try:
+                await trio.to_thread.run_sync(self.store.save, mappings, time.time())
+            except MappingFileError as exc:
+                logger.error("cannot write the mapping file: %s", exc)
+
+    async def update_mapping(self, mapping: ThreadMapping) -> None:
+        """Replace a mapping in the index and write the file (see :meth:`persist`)."""
+        self.index.put(mapping)
+        await self.persist()
+
+    async def model_for(self, mapping: ThreadMapping) -> tuple[str, str] | None:
+        """The model to prompt with: the session's choice, else its server's default."""
+        if "/" in mapping.model:
+            provider, _, model = mapping.model.partition("/")
+            return provider, model
+        client = self.server_of(mapping)
+        cached = self.default_models.get(client.server)
+        if cached is not None:
+            return cached
+        catalog = await client.providers(mapping.directory)
+        chosen = catalog.default_model()
+        if chosen is not None:
+            self.default_models[client.server] = chosen
+        return chosen
+
+
+class ServiceEffects:
+    """The session runners' effects (``session_runner.ThreadEffects``) against the real servers.
+
+    Args:
+        bridge: The shared service state.
+        on_final: Called with the session id once a thread reached a final state (the
+            registry then closes its runner).
+    """
+
+    #: How many turns per session keep their post ids (older turns are never edited again).
+    KEPT_TURNS: Final = 4
+
+    def __init__(self, bridge: Bridge, *, on_final: Callable[[str], None] | None = None) -> None:
+        self.bridge: Final = bridge
+        self._on_final = on_final
+        # Per session, per turn: the [post id, text shown] of each of the turn's posts.
+        self._turn_posts: dict[str, dict[TurnKey, list[list[str]]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ServiceEffects sessions={len(self._turn_posts)}>"
+
+    def _mapping(self, session_id: str) -> ThreadMapping:
+        mapping = self.bridge.index.get(session_id)
+        if mapping is None:  # pragma: no cover - runners exist only for mapped sessions
+            raise LookupError(f"no mapping for session {session_id}")
+        return mapping
+
+    async def _post_in_thread(self, mapping: ThreadMapping, message: str) -> str | None:
+        # The client already retried what was worth retrying; a post that still failed is
+        # logged and the thread goes on (raising would restart the runner and drop its inbox).
+        try:
+            post = await self.bridge.chat.create_post(
+                mapping.dm_channel_id, message, root_id=mapping.thread_root_post_id
+            )
+        except ChatError as exc:
+            logger.warning("cannot post in the thread of %s: %s", mapping.session_id, exc)
+            return None
+        return post.id
+
+    async def post_notice(self, session_id: str, notice: Notice) -> None:
+        """Post a lifecycle notice in the session's thread."""
+        mapping = self._mapping(session_id)
+        await self._post_in_thread(mapping, render_notice(notice, mapping=mapping))
+
+    async def reply_to_post(self, session_id: str, post_id: str, notice: Notice) -> None:
+        """Answer an owner's post; replies live in the thread (Mattermost has no sub-threads)."""
+        mapping = self._mapping(session_id)
+        await self._post_in_thread(mapping, render_notice(notice, mapping=mapping))
+
+    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> None:
+        """Send a prompt with an explicit model, then acknowledge it with a reaction.
+
+        A prompt OpenCode refused is answered in the thread with the reason; it does not end
+        the runner (the thread itself is fine).
+        """
+        mapping = self._mapping(session_id)
+        client = self.bridge.server_of(mapping)
+        parts: list[PartInput] = [TextPartInput(text=prompt.text)] if prompt.text else []
+        for file_id in prompt.file_ids:
+            part = await self._file_part(mapping, file_id)
+            if part is not None:
+                parts.append(part)
+        if not parts:
+            return  # nothing could be forwarded; the user was told why, file by file
+        try:
+            model = await self.bridge.model_for(mapping)
+            await client.prompt_async(session_id, mapping.directory, parts, model)
+        except AgentError as exc:
+            logger.warning("session %s: prompt %s not sent: %s", session_id, prompt.post_id, exc)
+            await self._post_in_thread(mapping, f"{PROMPT_NOT_SENT}\n{exc}")
+            return
+        logger.info("session %s: prompt %s sent", session_id, prompt.post_id)
+        try:
+            await self.bridge.chat.add_reaction(self.bridge.bot_user_id, prompt.post_id, ACK_EMOJI)
+        except ChatError as exc:
+            logger.warning("cannot acknowledge prompt %s: %s", prompt.post_id, exc)
+        changes = {"last_prompt": prompt.text, "last_activity_at": _iso_now()}
+        await self.bridge.update_mapping(msgspec.structs.replace(mapping, **changes))
+
+    async def _file_part(self, mapping: ThreadMapping, file_id: str) -> FilePartInput | None:
+        """An attached file as a prompt part (a data URI), or None after telling the user."""
+        chat = self.bridge.chat
+        try:
+            info = await chat.get_file_info(file_id)
+            data = await chat.get_file(file_id, max_bytes=self.bridge.max_file_size)
+        except ChatFileTooLarge:
+            limit = self.bridge.max_file_size
+            await self._post_in_thread(
+                mapping, f"{FILE_NOT_SENT}\nA file is larger than {limit} bytes; it was left out."
+            )
+            return None
+        except ChatError as exc:
+            logger.warning("cannot fetch file %s: %s", file_id, exc)
+            await self._post_in_thread(mapping, f"{FILE_NOT_SENT}\n{exc}")
+            return None
+        mime = info.mime_type or "application/octet-stream"
+        url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        return FilePartInput(mime=mime, url=url, filename=info.name or None)
+
+    async def persist(self, session_id: str, status: ThreadState, ended_at_ms: int | None) -> None:
+        """Write the thread's new status (and end time) to the mapping file."""
+        mapping = self._mapping(session_id)
+        changes: dict[str, object] = {"status": status, "last_activity_at": _iso_now()}
+        if ended_at_ms is not None:
+            changes["ended_at"] = iso_timestamp(ended_at_ms / 1000)
+        await self.bridge.update_mapping(msgspec.structs.replace(mapping, **changes))
+        if status in _FINAL and self._on_final is not None:
+            self._on_final(session_id)
+
+    async def show_turn(self, session_id: str, turn_key: TurnKey, posts: list[str]) -> None:
+        """Create the turn's posts the first time, then edit them; add continuations."""
+        mapping = self._mapping(session_id)
+        turns = self._turn_posts.setdefault(session_id, {})
+        shown = turns.setdefault(turn_key, [])
+        while len(turns) > self.KEPT_TURNS:
+            del turns[next(iter(turns))]
+        for number, text in enumerate(posts):
+            if number < len(shown):
+                post_id, before = shown[number]
+                if text != before:
+                    try:
+                        await self.bridge.chat.patch_post(post_id, message=text)
+                    except ChatError as exc:
+                        # Left as it was; the next render edits it again.
+                        logger.warning("cannot edit %s: %s", post_id, exc)
+                        continue
+                    shown[number][1] = text
+            else:
+                created = await self._post_in_thread(mapping, text)
+                if created is None:
+                    return  # the parts after it would land out of order; the next render retries
+                shown.append([created, text])
+
+    def forget(self, session_id: str) -> None:
+        """Drop what is kept about a session's turns (its thread has ended)."""
+        self._turn_posts.pop(session_id, None)
+
+
+def _iso_now() -> str:
+    return iso_timestamp(time.time())

@@ -1,0 +1,256 @@
+"""The Mattermost side at run time: every post in the bot's DMs, routed and answered.
+
+:class:`ChatInbound` consumes the WebSocket's chat events. Each new post goes through the pure
+:func:`~mmthreads.core.router.route`; the decision is carried out here: commands are answered in
+the main DM, refusals and unknown threads get the spec's texts, a post in an ended thread gets
+"Session ended", and a prompt goes to exactly its session's runner. The owner's reactions in a
+session's thread answer its pending permission (✅ once, ♾️ always, ❌ reject), abort its run
+(🛑) or send the thread's last prompt again (🔁); each is confirmed in the thread.
+
+When the WebSocket comes back without resuming, events of the gap are lost: the posts of every
+owner DM created since the last one seen are fetched over REST and routed like live ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from mmthreads.core.chat_events import (
+    ChatConnected,
+    ChatDisconnected,
+    PostCreated,
+    ReactionChanged,
+)
+from mmthreads.core.commands import (
+    COMMANDS,
+    CommandContext,
+    Lane,
+    ServerStatus,
+    StatusSnapshot,
+    answer_command,
+    unknown_command_text,
+)
+from mmthreads.core.events import PromptReceived
+from mmthreads.core.render import PROMPT_REFUSED, SESSION_ENDED, THREAD_NOT_RECOGNIZED
+from mmthreads.core.router import (
+    Ignored,
+    Prompt,
+    RefusePrompt,
+    RunCommand,
+    SenderInfo,
+    SessionEnded,
+    UnknownCommand,
+    UnknownThread,
+    route,
+)
+from mmthreads.core.states import ThreadState
+from mmthreads.errors import AgentError, ChatError
+from mmthreads.runtime.effects import now_ms
+
+if TYPE_CHECKING:
+    import trio
+
+    from mmthreads.core.chat_events import ChatEvent
+    from mmthreads.mapping import ThreadMapping
+    from mmthreads.runtime.sessions import SessionRegistry
+    from mmthreads.runtime.startup import ChatIdentity
+    from mmthreads.wire.mattermost import Post
+
+__all__ = ["ChatInbound"]
+
+logger = logging.getLogger(__name__)
+
+# Reaction emoji -> what it does: a permission reply (OpenCode's word), "abort" or "repeat".
+_REACTIONS: Final = {
+    "white_check_mark": "once",
+    "infinity": "always",
+    "x": "reject",
+    "octagonal_sign": "abort",
+    "repeat": "repeat",
+}
+_PERMISSION_REPLIES: Final = {
+    "once": ":white_check_mark: Approved once.",
+    "always": ":infinity: Approved always (for this request's patterns).",
+    "reject": ":x: Rejected.",
+}
+_LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
+_NOT_FOLLOWED: Final = (
+    "**Session not available**\nThe bridge is not following this session right now; "
+    "try again in a moment or use `!sessions`."
+)
+
+
+class ChatInbound:
+    """Routes the bot's DM posts and answers them.
+
+    Args:
+        identity: The bot, its owners and their DMs.
+        registry: The session runners (prompts go there).
+        mapping_path: Shown by ``!status``.
+    """
+
+    def __init__(
+        self, identity: ChatIdentity, registry: SessionRegistry, *, mapping_path: str
+    ) -> None:
+        self.identity: Final = identity
+        self.registry: Final = registry
+        self._auth = identity.auth
+        self._mapping_path = mapping_path
+        self.connected = False
+        self._since_ms: int | None = None
+        self._last_seen_ms = now_ms()
+        self._seen: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<ChatInbound connected={self.connected}>"
+
+    async def consume(self, receive: trio.MemoryReceiveChannel[ChatEvent]) -> None:
+        """Handle chat events until the channel closes."""
+        async with receive:
+            async for event in receive:
+                try:
+                    await self.handle(event)
+                except ChatError as exc:
+                    logger.warning("cannot answer a chat event: %s", exc)
+
+    async def handle(self, event: ChatEvent) -> None:
+        """Handle one chat event."""
+        match event:
+            case ChatConnected(reconnect=reconnect, resumed=resumed):
+                self.connected, self._since_ms = True, now_ms()
+                if reconnect and not resumed:
+                    await self._catch_up()
+            case ChatDisconnected(code=code, reason=reason):
+                self.connected, self._since_ms = False, now_ms()
+                logger.warning("Mattermost WebSocket lost (%d %s)", code, reason)
+            case PostCreated(post=post, channel_type=kind, sender_name=name):
+                await self.on_post(post, SenderInfo(channel_type=kind, sender_name=name))
+            case ReactionChanged(added=True):
+                await self.on_reaction(event)
+            case _:
+                pass
+
+    async def _catch_up(self) -> None:
+        since = self._last_seen_ms
+        for channel_id in self.identity.dm_channels.values():
+            page = await self.registry.bridge.chat.get_posts_since(channel_id, since)
+            for post in page.in_order():
+                if post.create_at > since and not post.edit_at:
+                    await self.on_post(post, None)
+
+    async def on_post(self, post: Post, sender: SenderInfo | None) -> None:
+        """Route one post and carry the decision out."""
+        # A post seen live and again when catching up is handled once.
+        if post.id in self._seen:
+            return
+        self._seen.add(post.id)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._last_seen_ms = max(self._last_seen_ms, post.create_at)
+        bridge = self.registry.bridge
+        decision = route(post, threads=bridge.index, auth=self._auth, sender=sender)
+        match decision:
+            case Ignored(reason=reason):
+                if post.user_id != self.identity.bot_user_id:
+                    logger.info("ignored post %s: %s", post.id, reason.value)
+            case RunCommand(command=name, args=args, session_id=session_id):
+                lane = Lane.SESSION_THREAD if session_id else Lane.MAIN_DM
+                answer = answer_command(name, args, self._context(post.user_id), lane=lane)
+                await self._answer(post, answer)
+            case UnknownCommand(command=name):
+                await self._answer(post, unknown_command_text(name, COMMANDS))
+            case RefusePrompt():
+                await self._answer(post, PROMPT_REFUSED)
+            case UnknownThread():
+                await self._answer(post, THREAD_NOT_RECOGNIZED)
+            case SessionEnded():
+                await self._answer(post, SESSION_ENDED)
+            case Prompt(session_id=session_id, text=text, file_ids=file_ids, post_id=post_id):
+                prompt = PromptReceived(
+                    post_id=post_id, text=text, file_ids=file_ids, at_ms=post.create_at
+                )
+                if not await self.registry.deliver(session_id, prompt):
+                    logger.warning("prompt %s for %s: no runner", post_id, session_id)
+                    await self._answer(post, _NOT_FOLLOWED)
+
+    async def on_reaction(self, event: ReactionChanged) -> None:
+        """Carry out an owner's reaction on a post of an active session's thread."""
+        action = _REACTIONS.get(event.emoji_name)
+        if (
+            action is None
+            or event.user_id == self.identity.bot_user_id
+            or event.user_id not in self._auth.owner_user_ids
+            or (event.channel_id and event.channel_id not in self._auth.dm_channel_ids)
+        ):
+            return
+        bridge = self.registry.bridge
+        post = await bridge.chat.get_post(event.post_id)
+        mapping = bridge.index.by_thread_root(post.root_id or post.id)
+        # Reactions are authorized exactly like prompts: the owner of that session, in its DM.
+        if (
+            mapping is None
+            or mapping.mattermost_user_id != event.user_id
+            or mapping.dm_channel_id != post.channel_id
+            or mapping.status not in _LIVE
+        ):
+            logger.info("reaction %s on %s ignored", event.emoji_name, event.post_id)
+            return
+        answer = await self._react(mapping, action, event.post_id)
+        await bridge.chat.create_post(
+            mapping.dm_channel_id, answer, root_id=mapping.thread_root_post_id
+        )
+
+    async def _react(self, mapping: ThreadMapping, action: str, post_id: str) -> str:
+        registry = self.registry
+        client = registry.bridge.server_of(mapping)
+        session_id = mapping.session_id
+        try:
+            if action in _PERMISSION_REPLIES:
+                pending = registry.pending_permissions.get(session_id)
+                if pending is None:
+                    return "No permission is waiting for an answer in this thread."
+                await client.reply_permission(
+                    pending.request_id, session_id, mapping.directory, action
+                )
+                return _PERMISSION_REPLIES[action]
+            if action == "abort":
+                await client.abort(session_id, mapping.directory)
+                return ":octagonal_sign: Stopping the current run."
+        except AgentError as exc:
+            return f":warning: **Not done**\n{exc}"
+        if not mapping.last_prompt:
+            return "There is no earlier prompt in this thread to send again."
+        prompt = PromptReceived(post_id=post_id, text=mapping.last_prompt, at_ms=now_ms())
+        if not await registry.deliver(session_id, prompt):
+            return _NOT_FOLLOWED
+        return ":repeat: Sending the last prompt again."
+
+    async def _answer(self, post: Post, message: str) -> None:
+        # In the main DM the answer is a new post; in a thread it is a reply in that thread.
+        await self.registry.bridge.chat.create_post(post.channel_id, message, root_id=post.root_id)
+
+    def _context(self, user_id: str) -> CommandContext:
+        bridge = self.registry.bridge
+        counts: dict[ThreadState, int] = {}
+        for mapping in bridge.index:
+            counts[mapping.status] = counts.get(mapping.status, 0) + 1
+        servers = tuple(
+            ServerStatus(url=url, connected=self.registry.connected.get(url, False))
+            for url in bridge.servers
+        )
+        status = StatusSnapshot(
+            mattermost_connected=self.connected,
+            mattermost_since_ms=self._since_ms,
+            servers=servers,
+            threads_by_state=counts,
+            queued_prompts=self.registry.queued_prompts(),
+            started_ms=bridge.started_ms,
+            mapping_path=self._mapping_path,
+        )
+        return CommandContext(
+            now_ms=now_ms(),
+            site_url=self.identity.site_url,
+            sessions=tuple(bridge.index.for_user(user_id)),
+            status=status,
+        )

@@ -1,0 +1,394 @@
+"""Session discovery: one thread per OpenCode session, created once, re-attached after restarts.
+
+Theory of operation
+-------------------
+:class:`SessionRegistry` knows which session has which runner
+(:func:`~mmthreads.runtime.session_runner.run_session`, under
+:func:`~mmthreads.runtime.supervisor.supervise`), and turns what the OpenCode consumers report
+into thread events:
+
+* a new top-level, unarchived session (``SessionUpserted(created=True)``) gets a thread: a root
+  post in the first owner's DM, a mapping saved to the file, a runner started;
+* a later title is written into the root post, an archive ends the thread, a deletion ends it;
+* every other event of a followed session goes to that session's runner, in stream order;
+* a lost stream disconnects the server's threads; a (re)connected one looks each of them up
+  (:func:`~mmthreads.adapters.opencode_events.reconcile`) and restores or orphans it, and
+  sessions found without a thread that were active within the adoption window get one.
+
+Creation is race-free per session id: the first trigger makes the thread while later ones wait
+for it and then find the mapping. Before posting, the DM's recent posts are searched for a root
+that already carries the session id in its props, so a crash between posting the root and saving
+the mapping does not give the session a second thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import trio
+
+from mmthreads.adapters.opencode_events import reconcile
+from mmthreads.core import agent_events as ae
+from mmthreads.core.events import AgentLost, AgentRestored, SessionEnded, SessionGone
+from mmthreads.core.render import root_post, root_post_props, session_id_from_props
+from mmthreads.core.states import ThreadState
+from mmthreads.errors import AgentError, ChatError, MmthreadsError, StreamerGaveUp
+from mmthreads.mapping import ThreadMapping, iso_timestamp
+from mmthreads.runtime.effects import ServiceEffects, now_ms
+from mmthreads.runtime.session_runner import run_session
+from mmthreads.runtime.supervisor import supervise
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mmthreads.adapters.opencode import OpenCodeClient
+    from mmthreads.core.backoff import RetryPolicy
+    from mmthreads.core.events import ThreadEvent
+    from mmthreads.runtime.effects import Bridge
+    from mmthreads.runtime.session_runner import SessionHandle
+
+__all__ = ["SessionRegistry", "generated_title", "short_id"]
+
+logger = logging.getLogger(__name__)
+
+#: How many of the DM's newest posts are searched for an existing root before posting one.
+ROOT_SEARCH_POSTS: Final = 200
+_LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
+_DEFAULT_TITLE: Final = re.compile(r"(New|Child) session - \d{4}-\d\d-\d\dT")
+
+
+def generated_title(title: str) -> str | None:
+    """The session's title if OpenCode has generated one, else None.
+
+    Until the first answer, OpenCode names a session ``New session - <ISO time>`` (``Child
+    session - …`` for subagents); that placeholder is not a title worth showing.
+    """
+    return None if not title or _DEFAULT_TITLE.match(title) else title
+
+
+def short_id(session_id: str) -> str:
+    """The short id shown in a thread: ``ses_`` and the session id's last six characters.
+
+    The first characters of OpenCode's ids encode the creation time, so sessions created close
+    together share them; the last characters are the random part.
+    """
+    return "ses_" + session_id.removeprefix("ses_")[-6:].rjust(6, "0")
+
+
+class SessionRegistry:
+    """The runners of the followed sessions, and the creation of their threads.
+
+    Each thread's runner (:func:`~mmthreads.runtime.session_runner.run_session`) runs under
+    :func:`~mmthreads.runtime.supervisor.supervise`: a failed runner is started again from the
+    persisted status, with backoff, and one thread's failure never disturbs another.
+
+    Args:
+        bridge: The shared service state.
+        nursery: Where runner tasks live.
+        owner_user_id: The owner whose DM gets new threads.
+        dm_channel_id: That DM.
+        restart_policy: Backoff and bound for restarting a failed runner.
+        adoption_window: Seconds: a session without a thread found when a server (re)connects
+            gets one if it was active this recently.
+    """
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        nursery: trio.Nursery,
+        *,
+        owner_user_id: str,
+        dm_channel_id: str,
+        restart_policy: RetryPolicy,
+        adoption_window: float = 0.0,
+    ) -> None:
+        self.bridge: Final = bridge
+        self.effects: Final = ServiceEffects(bridge, on_final=self._close_later)
+        self._nursery = nursery
+        self._owner = owner_user_id
+        self._dm = dm_channel_id
+        self._policy = restart_policy
+        self._adoption_window = adoption_window
+        self.handles: dict[str, SessionHandle] = {}
+        # Set once a starting runner's handle is published; senders wait for it.
+        self._ready: dict[str, trio.Event] = {}
+        self._creating: dict[str, trio.Event] = {}
+        self.connected: dict[str, bool] = {}
+        #: The latest permission request of each session still waiting for an answer.
+        self.pending_permissions: dict[str, ae.PermissionAsked] = {}
+        self._all_stopped = trio.Event()
+        self._all_stopped.set()
+
+    def __repr__(self) -> str:
+        return f"<SessionRegistry runners={len(self.handles)}>"
+
+    # --- runners ---------------------------------------------------------------------------
+
+    def start_runner(self, mapping: ThreadMapping) -> None:
+        """Start the task of a mapped, live thread (at start-up or once its root exists)."""
+        session_id = mapping.session_id
+        self._ready[session_id] = trio.Event()
+        if self._all_stopped.is_set():
+            self._all_stopped = trio.Event()
+        self._nursery.start_soon(self._supervised, session_id, name=f"thread {mapping.short_id}")
+
+    async def _supervised(self, session_id: str) -> None:
+        try:
+            await supervise(
+                self._attempt, session_id, policy=self._policy, name=f"thread {session_id}"
+            )
+        except StreamerGaveUp:
+            logger.error("the thread of %s is no longer followed", session_id)
+        finally:
+            self.handles.pop(session_id, None)
+            ready = self._ready.pop(session_id, None)
+            if ready is not None:
+                ready.set()
+            self.effects.forget(session_id)
+            if not self._ready:
+                self._all_stopped.set()
+
+    async def _attempt(self, session_id: str) -> None:
+        mapping = self.bridge.index.get(session_id)
+        if mapping is None or mapping.status not in _LIVE:
+            return
+        bridge = self.bridge
+        async with trio.open_nursery() as nursery:
+            handle: SessionHandle = await nursery.start(
+                partial(
+                    run_session,
+                    session_id,
+                    self.effects,
+                    state=mapping.status,
+                    queue_limit=bridge.queue_limit,
+                    inbox_size=bridge.inbox_size,
+                    edit_interval=bridge.edit_interval,
+                    post_limit=bridge.max_post_size,
+                )
+            )
+            self.handles[session_id] = handle
+            if (ready := self._ready.get(session_id)) is not None:
+                ready.set()
+
+    def _close_later(self, session_id: str) -> None:
+        # Called from inside the runner's own effect: closing waits for room in its inbox, so
+        # it must not happen in the runner's task.
+        handle = self.handles.get(session_id)
+        if handle is not None:
+            self._nursery.start_soon(handle.aclose)
+
+    async def aclose(self) -> None:
+        """Close every runner: each finishes its inbox and shows its turns' last state.
+
+        Returns once every runner has returned; bound it with a timeout (the service does).
+        """
+        for handle in list(self.handles.values()):
+            await handle.aclose()
+        await self._all_stopped.wait()
+
+    def reattach(self) -> int:
+        """Start a runner for every live thread of the mapping file; return how many."""
+        count = 0
+        for mapping in list(self.bridge.index):
+            if mapping.status in _LIVE and mapping.session_id not in self._ready:
+                self.start_runner(mapping)
+                count += 1
+        return count
+
+    def queued_prompts(self) -> int:
+        """Prompts waiting in disconnected threads (not exposed by the runners yet: 0)."""
+        return 0
+
+    async def deliver(self, session_id: str, event: ThreadEvent | ae.AgentEvent) -> bool:
+        """Send an event to a session's runner; False when the session has none."""
+        ready = self._ready.get(session_id)
+        if ready is not None:
+            await ready.wait()
+        handle = self.handles.get(session_id)
+        if handle is None:
+            return False
+        try:
+            await handle.send(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    # --- what the OpenCode consumers report -----------------------------------------------
+
+    async def on_agent_event(self, client: OpenCodeClient, event: ae.AgentEvent) -> None:
+        """Act on one event of a server's stream (see the module docstring)."""
+        match event:
+            case ae.SessionUpserted(info=info, created=created):
+                await self._on_session(client, info, created=created)
+            case ae.SessionDeleted(session_id=session_id):
+                await self.deliver(session_id, SessionEnded(reason="deleted", at_ms=now_ms()))
+            case ae.AgentStreamConnected():
+                self.connected[client.server] = True
+                await self._restore(client)
+            case ae.PermissionAsked(session_id=session_id):
+                self.pending_permissions[session_id] = event
+                await self.deliver(session_id, event)
+            case ae.PermissionReplied(session_id=session_id, request_id=request_id):
+                pending = self.pending_permissions.get(session_id)
+                if pending is not None and pending.request_id == request_id:
+                    del self.pending_permissions[session_id]
+                await self.deliver(session_id, event)
+            case ae.AgentStreamLost(reason=reason):
+                self.connected[client.server] = False
+                for session_id in self._sessions_of(client):
+                    await self.deliver(session_id, AgentLost(reason=reason))
+            case _:
+                target = getattr(event, "session_id", None)
+                if isinstance(target, str):
+                    await self.deliver(target, event)
+
+    def _sessions_of(self, client: OpenCodeClient) -> list[str]:
+        return [
+            session_id
+            for session_id, handle in self.handles.items()
+            if (mapping := self.bridge.index.get(session_id)) is not None
+            and self.bridge.server_of(mapping) is client
+            and handle.state in _LIVE
+        ]
+
+    async def _on_session(
+        self, client: OpenCodeClient, info: ae.SessionInfo, *, created: bool
+    ) -> None:
+        mapping = self.bridge.index.get(info.session_id)
+        if mapping is None:
+            if created and info.parent_id is None and info.archived_ms is None:
+                try:
+                    await self.ensure_thread(client, info)
+                except MmthreadsError as exc:
+                    logger.warning("cannot create the thread of %s: %s", info.session_id, exc)
+            return
+        if info.archived_ms is not None:
+            await self.deliver(
+                info.session_id, SessionEnded(reason="archived", at_ms=info.archived_ms)
+            )
+            return
+        title = generated_title(info.title)
+        if title is not None and title != mapping.session_title and mapping.status in _LIVE:
+            await self._retitle(mapping, title)
+
+    async def _retitle(self, mapping: ThreadMapping, title: str) -> None:
+        mapping = msgspec.structs.replace(mapping, session_title=title)
+        try:
+            await self.bridge.chat.patch_post(
+                mapping.thread_root_post_id,
+                message=root_post(mapping),
+                props=root_post_props(mapping),
+            )
+        except ChatError as exc:
+            logger.warning("cannot retitle the thread of %s: %s", mapping.session_id, exc)
+            return
+        await self.bridge.update_mapping(mapping)
+
+    async def _restore(self, client: OpenCodeClient) -> None:
+        known = self._sessions_of(client)
+        # "" is the server's own project: where sessions of a first start are looked for.
+        directories = {m.directory for s in known if (m := self.bridge.index.get(s)) is not None}
+        try:
+            found = await reconcile(client, {"", *directories}, known)
+        except AgentError as exc:
+            logger.warning("cannot look the sessions of %s up: %s", client.server, exc)
+            return
+        for session_id in known:
+            handle = self.handles.get(session_id)
+            if handle is None:
+                continue
+            exists = session_id not in found.gone
+            if handle.state is ThreadState.DISCONNECTED:
+                await self.deliver(session_id, AgentRestored(session_exists=exists))
+            elif not exists:
+                await self.deliver(session_id, SessionGone())
+        await self._adopt(client, found.sessions.values())
+
+    async def _adopt(self, client: OpenCodeClient, sessions: Iterable[ae.SessionInfo]) -> None:
+        # Sessions created while the bridge was down (or before its first start) get a thread
+        # if they were active within the adoption window; older ones are left alone.
+        horizon = now_ms() - int(self._adoption_window * 1000)
+        for info in sorted(sessions, key=lambda i: i.created_ms):
+            if (
+                info.session_id in self.bridge.index
+                or info.parent_id is not None
+                or info.archived_ms is not None
+                or max(info.updated_ms, info.created_ms) < horizon
+            ):
+                continue
+            try:
+                await self.ensure_thread(client, info)
+            except MmthreadsError as exc:
+                logger.warning("cannot adopt %s: %s", info.session_id, exc)
+
+    # --- creating a thread ------------------------------------------------------------------
+
+    async def ensure_thread(self, client: OpenCodeClient, info: ae.SessionInfo) -> None:
+        """Give a session its thread, once, however many triggers race for it.
+
+        Raises:
+            ChatError: The root post could not be created (the next trigger tries again).
+        """
+        session_id = info.session_id
+        while (pending := self._creating.get(session_id)) is not None:
+            await pending.wait()
+        if session_id in self.bridge.index:
+            return
+        done = self._creating[session_id] = trio.Event()
+        try:
+            mapping = await self._create_thread(client, info)
+            # Indexed and given its runner before the (slow) file write, so a prompt posted
+            # as soon as the root appears already finds both.
+            self.bridge.index.put(mapping)
+            self.start_runner(mapping)
+            await self.bridge.persist()
+            logger.info("thread %s created for %s", mapping.thread_root_post_id, session_id)
+        finally:
+            del self._creating[session_id]
+            done.set()
+
+    async def _create_thread(self, client: OpenCodeClient, info: ae.SessionInfo) -> ThreadMapping:
+        created_ms = info.created_ms or now_ms()
+        stamp = iso_timestamp(created_ms / 1000)
+        directory = info.directory or "/"
+        mapping = ThreadMapping(
+            session_id=info.session_id,
+            thread_root_post_id="pending",
+            short_id=short_id(info.session_id),
+            mattermost_user_id=self._owner,
+            dm_channel_id=self._dm,
+            project_name=posixpath.basename(directory.rstrip("/")) or directory,
+            directory=directory,
+            session_title=generated_title(info.title),
+            status=ThreadState.ACTIVE,
+            created_at=stamp,
+            last_activity_at=iso_timestamp(time.time()),
+            opencode_server=client.server,
+        )
+        root_id = await self._existing_root(info.session_id)
+        if root_id is None:
+            post = await self.bridge.chat.create_post(
+                self._dm, root_post(mapping), props=root_post_props(mapping)
+            )
+            root_id = post.id
+        else:
+            logger.info("found the existing thread %s of %s", root_id, info.session_id)
+        return msgspec.structs.replace(mapping, thread_root_post_id=root_id)
+
+    async def _existing_root(self, session_id: str) -> str | None:
+        page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
+        for post in page.in_order():
+            if (
+                post.user_id == self.bridge.bot_user_id
+                and not post.root_id
+                and not post.delete_at
+                and session_id_from_props(post.props) == session_id
+            ):
+                return post.id
+        return None
