@@ -38,8 +38,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="folder of the diagrams (default: statecharts)",
     )
 
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo", help="run the demo: bundled Mattermost emulator, OpenCode stand-in, bridge"
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the printout keep everything up (for a client to connect) until Ctrl-C",
     )
 
     harness = sub.add_parser(
@@ -165,9 +170,23 @@ def _statechart(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import logging
+
     from mmthreads.demo import run_demo
 
-    return run_demo()
+    # The bridge's log would drown the DM: only warnings and errors, and on stderr.
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # hypercorn (under the harness servers) announces each bind at INFO level on its own logger.
+    logging.getLogger("hypercorn.error").addFilter(lambda record: record.levelno >= logging.WARNING)
+    try:
+        return run_demo(sys.stdout, keep_running=args.keep_running)
+    except MmthreadsError as exc:
+        print(f"mmthreads: {exc}", file=sys.stderr)
+        return 1
 
 
 def _harness(args: argparse.Namespace) -> int:

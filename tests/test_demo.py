@@ -1,67 +1,119 @@
-"""``mmthreads demo``: the scripted morning, checked as the person would read it."""
+"""``mmthreads demo``: the harness and the real bridge, checked as the person reads the DM."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import trio
 
 from mmthreads.cli import main
-from mmthreads.core.render import PROMPT_REFUSED, SESSION_ENDED, THREAD_NOT_RECOGNIZED
-from mmthreads.demo import play, run_demo
+from mmthreads.core.render import PROMPT_REFUSED, PROMPT_REFUSED_HEADING, SESSION_ENDED
+from mmthreads.demo import PROMPT_A, PROMPT_B, DemoResult, ShownPost, play_demo, render_dm
+from mmthreads.errors import MmthreadsError
 
-if TYPE_CHECKING:
-    import pytest
-
-
-def _dm_texts() -> tuple[list[str], dict[str, list[str]]]:
-    dm = play(io.StringIO())
-    roots = [f"{line.author}: {line.text}" for _, line in dm.roots]
-    threads = {
-        line.text.splitlines()[0]: [f"{r.author}: {r.text}" for r in dm.replies.get(pid, [])]
-        for pid, line in dm.roots
-    }
-    return roots, threads
+#: The demo runs on the real clock against real sockets; it takes about a second.
+DEMO_WATCHDOG = 20.0
 
 
-def test_each_session_thread_gets_exactly_its_own_prompts() -> None:
-    _, threads = _dm_texts()
-    shop = next(v for k, v in threads.items() if "shop-api" in k)
-    docs = next(v for k, v in threads.items() if "docs-site" in k)
-    assert [t for t in shop if t.startswith("you:")] == [
-        "you: Run the unit tests and fix what fails",
-        "you: Also add a regression test",
-    ]
-    assert [t for t in docs if t.startswith("you:")] == [
-        "you: Update the install guide for Python 3.12",
-        "you: One more thing",
-    ]
+@pytest.fixture(scope="module")
+def played() -> DemoResult:
+    """The demo, played once for the whole module."""
+    return trio.run(play_demo, io.StringIO())
 
 
-def test_a_disconnect_queues_and_the_reconnect_delivers() -> None:
-    _, threads = _dm_texts()
-    shop = next(v for k, v in threads.items() if "shop-api" in k)
-    lost = next(i for i, t in enumerate(shop) if "Lost the connection" in t)
-    queued = shop.index("you: Also add a regression test")
-    restored = next(i for i, t in enumerate(shop) if "restored; 1 queued prompt delivered" in t)
-    assert lost < queued < restored
-    assert sum("Lost the connection" in t for t in shop) == 1
+def _thread(result: DemoResult, project: str) -> list[ShownPost]:
+    root = next(r for r in result.roots if f"in **{project}**" in r.message.splitlines()[0])
+    return list(root.replies)
 
 
-def test_refusals_use_the_spec_texts_where_the_spec_says() -> None:
-    roots, threads = _dm_texts()
-    assert roots.count(f"bot: {PROMPT_REFUSED}") == 1
-    listing = next(v for k, v in threads.items() if k.startswith("**Active sessions**"))
-    assert listing == ["you: thanks, which one is the API?", f"bot: {THREAD_NOT_RECOGNIZED}"]
-    docs = next(v for k, v in threads.items() if "docs-site" in k)
-    assert docs[-1] == f"bot: {SESSION_ENDED}"
-    assert any(t.startswith("bot: **Session ended** (deleted)") for t in docs)
+def _texts(posts: list[ShownPost], author: str) -> list[str]:
+    return [p.message for p in posts if p.author == author]
 
 
-def test_demo_prints_the_dm_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_thread_holds_its_own_prompt_and_answer(played: DemoResult) -> None:
+    shop, docs = _thread(played, "shop-api"), _thread(played, "docs-site")
+    assert _texts(shop, "you") == [PROMPT_A]
+    assert _texts(docs, "you") == [PROMPT_B, "One more thing"]
+    answer_a = next(m for m in _texts(shop, "mmthreads") if ":checkered_flag: **Done**" in m)
+    assert "Finished: tools ran OK." in answer_a.split("\n\n")
+    assert ":white_check_mark: Approved once." in _texts(shop, "mmthreads")
+    answer_b = next(m for m in _texts(docs, "mmthreads") if ":checkered_flag: **Done**" in m)
+    assert f"Hello from the stub model! You said: {PROMPT_B}" in answer_b.split("\n\n")
+    assert not any(PROMPT_B in m for m in _texts(shop, "mmthreads"))
+    assert not any("tools ran OK" in m for m in _texts(docs, "mmthreads"))
+
+
+def test_prompts_are_acknowledged_and_the_card_approved(played: DemoResult) -> None:
+    shop = _thread(played, "shop-api")
+    prompt = next(p for p in shop if p.author == "you")
+    assert prompt.reactions == (":white_check_mark: (mmthreads)",)
+    assert any(":white_check_mark: (you)" in p.reactions for p in shop)
+
+
+def test_main_dm_answers_commands_and_refuses_the_prompt_once(played: DemoResult) -> None:
+    main_dm = [(r.author, r.message) for r in played.roots if r.author == "you" or not r.replies]
+    assert ("you", "!sessions") in main_dm
+    assert [m for _, m in main_dm].count(PROMPT_REFUSED) == 1
+    assert played.text.count(PROMPT_REFUSED_HEADING) == 1
+    assert any(m.startswith("**Active sessions** (2)") for _, m in main_dm)
+    assert any(m.startswith("**mmthreads status**") for _, m in main_dm)
+    assert all(not r.replies for r in played.roots if r.author == "you")
+
+
+def test_the_deleted_session_ends_its_thread(played: DemoResult) -> None:
+    docs = _thread(played, "docs-site")
+    assert any(p.message.startswith("**Session ended** (deleted)") for p in docs)
+    assert docs[-1] == ShownPost("mmthreads", SESSION_ENDED)
+    assert not any(p.message.startswith("**Session ended**") for p in _thread(played, "shop-api"))
+
+
+def test_the_printout_is_the_dm_with_threads_indented(played: DemoResult) -> None:
+    assert played.text == render_dm(played.roots)
+    assert "    │ you: " + PROMPT_B in played.text
+    assert "\nyou: please fix the failing tests\n" in played.text
+    assert "{" not in played.text.replace("{}", "")  # no raw JSON in the output
+
+
+def test_render_dm_shows_reactions_after_the_last_line() -> None:
+    root = ShownPost("mmthreads", "one\ntwo", replies=(ShownPost("you", "hi", (":x: (you)",)),))
+    assert render_dm((root,)) == "mmthreads: one\n           two\n    │ you: hi   [:x: (you)]\n\n"
+
+
+async def test_keep_running_leaves_the_emulator_up_until_released() -> None:
     out = io.StringIO()
-    assert run_demo(out) == 0
+    seen: list[int] = []
+
+    async def hold() -> None:
+        # The emulator still answers while the demo is held.
+        url = next(line for line in out.getvalue().splitlines() if "Mattermost emulator:" in line)
+        base = url.split()[2]
+        async with httpx.AsyncClient() as client:
+            seen.append((await client.get(f"{base}/api/v4/system/ping")).status_code)
+
+    with trio.fail_after(DEMO_WATCHDOG):
+        await play_demo(out, hold=hold)
+    assert seen == [200]
     text = out.getvalue()
-    assert "ACTIVE --> DISCONNECTED: agent_lost" in text
-    assert "**mmthreads status**" in text
+    assert "token" in text
+    assert "curl -H 'Authorization: Bearer " in text
+
+
+def test_cli_demo_exits_zero_and_prints_the_dm(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
-    assert "prompt 'Also add a regression test' sent to session" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "The DM with @mmthreads" in captured.out
+    assert captured.out.count(PROMPT_REFUSED_HEADING) == 1
+    assert "Hello from the stub model! You said: " + PROMPT_B in captured.out
+    assert "INFO" not in captured.out
+
+
+async def test_a_stuck_scenario_stops_cleanly_with_one_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mmthreads.demo.DEMO_TIMEOUT", 0.05)
+    out = io.StringIO()
+    with trio.fail_after(DEMO_WATCHDOG), pytest.raises(MmthreadsError, match="did not finish"):
+        await play_demo(out)
+    assert "The DM with @mmthreads" in out.getvalue()
