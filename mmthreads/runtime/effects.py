@@ -14,6 +14,9 @@ runners' effects on top of it:
 * a status change is written to the mapping file;
 * a turn is shown by creating its posts the first time and editing them afterwards; parts added
   by a longer render become continuation posts (the runner limits how often this is called).
+  Each post names its turn in its props, and the first is marked final with the turn's last
+  render, so a restarted bridge can find and complete an unfinished answer
+  (``mmthreads.runtime.recovery``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from mmthreads.core.render import render_notice
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge, MappingFileError
 from mmthreads.mapping import iso_timestamp
+from mmthreads.runtime.recovery import turn_props
 from mmthreads.wire.opencode_rest import FilePartInput, TextPartInput
 
 if TYPE_CHECKING:
@@ -172,12 +176,14 @@ class ServiceEffects:
             raise LookupError(f"no mapping for session {session_id}")
         return mapping
 
-    async def _post_in_thread(self, mapping: ThreadMapping, message: str) -> str | None:
+    async def _post_in_thread(
+        self, mapping: ThreadMapping, message: str, *, props: dict[str, object] | None = None
+    ) -> str | None:
         # The client already retried what was worth retrying; a post that still failed is
         # logged and the thread goes on (raising would restart the runner and drop its inbox).
         try:
             post = await self.bridge.chat.create_post(
-                mapping.dm_channel_id, message, root_id=mapping.thread_root_post_id
+                mapping.dm_channel_id, message, root_id=mapping.thread_root_post_id, props=props
             )
         except ChatError as exc:
             logger.warning("cannot post in the thread of %s: %s", mapping.session_id, exc)
@@ -194,11 +200,14 @@ class ServiceEffects:
         mapping = self._mapping(session_id)
         await self._post_in_thread(mapping, render_notice(notice, mapping=mapping))
 
-    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> None:
+    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> bool:
         """Send a prompt with an explicit model, then acknowledge it with a reaction.
 
         A prompt OpenCode refused is answered in the thread with the reason; it does not end
         the runner (the thread itself is fine).
+
+        Returns:
+            Whether the prompt was sent (False: refused, or nothing could be forwarded).
         """
         mapping = self._mapping(session_id)
         client = self.bridge.server_of(mapping)
@@ -208,14 +217,14 @@ class ServiceEffects:
             if part is not None:
                 parts.append(part)
         if not parts:
-            return  # nothing could be forwarded; the user was told why, file by file
+            return False  # nothing could be forwarded; the user was told why, file by file
         try:
             model = await self.bridge.model_for(mapping)
             await client.prompt_async(session_id, mapping.directory, parts, model)
         except AgentError as exc:
             logger.warning("session %s: prompt %s not sent: %s", session_id, prompt.post_id, exc)
             await self._post_in_thread(mapping, f"{PROMPT_NOT_SENT}\n{exc}")
-            return
+            return False
         logger.info("session %s: prompt %s sent", session_id, prompt.post_id)
         try:
             await self.bridge.chat.add_reaction(self.bridge.bot_user_id, prompt.post_id, ACK_EMOJI)
@@ -223,6 +232,7 @@ class ServiceEffects:
             logger.warning("cannot acknowledge prompt %s: %s", prompt.post_id, exc)
         changes = {"last_prompt": prompt.text, "last_activity_at": _iso_now()}
         await self.bridge.update_mapping(msgspec.structs.replace(mapping, **changes))
+        return True
 
     async def _file_part(self, mapping: ThreadMapping, file_id: str) -> FilePartInput | None:
         """An attached file as a prompt part (a data URI), or None after telling the user."""
@@ -254,29 +264,47 @@ class ServiceEffects:
         if status in _FINAL and self._on_final is not None:
             self._on_final(session_id)
 
-    async def show_turn(self, session_id: str, turn_key: TurnKey, posts: list[str]) -> None:
-        """Create the turn's posts the first time, then edit them; add continuations."""
+    async def show_turn(
+        self, session_id: str, turn_key: TurnKey, posts: list[str], *, final: bool = False
+    ) -> None:
+        """Create the turn's posts the first time, then edit them; add continuations.
+
+        Each post carries the turn in its props (``recovery.turn_props``), so a restarted
+        bridge finds an answer it did not finish; the first post is marked final with the
+        turn's last render.
+        """
         mapping = self._mapping(session_id)
         turns = self._turn_posts.setdefault(session_id, {})
         shown = turns.setdefault(turn_key, [])
         while len(turns) > self.KEPT_TURNS:
             del turns[next(iter(turns))]
         for number, text in enumerate(posts):
+            mark = final and number == 0
             if number < len(shown):
                 post_id, before = shown[number]
-                if text != before:
+                if text != before or mark:
+                    props = turn_props(turn_key, number, final=mark) if mark else None
                     try:
-                        await self.bridge.chat.patch_post(post_id, message=text)
+                        await self.bridge.chat.patch_post(post_id, message=text, props=props)
                     except ChatError as exc:
                         # Left as it was; the next render edits it again.
                         logger.warning("cannot edit %s: %s", post_id, exc)
                         continue
                     shown[number][1] = text
             else:
-                created = await self._post_in_thread(mapping, text)
+                props = turn_props(turn_key, number, final=mark)
+                created = await self._post_in_thread(mapping, text, props=props)
                 if created is None:
                     return  # the parts after it would land out of order; the next render retries
                 shown.append([created, text])
+
+    def adopt_turn(self, session_id: str, turn_key: TurnKey, posts: list[tuple[str, str]]) -> None:
+        """Take over a turn's existing posts (``[(post id, text shown)]``), found after a restart.
+
+        The next :meth:`show_turn` of ``turn_key`` edits them instead of posting anew.
+        """
+        turns = self._turn_posts.setdefault(session_id, {})
+        turns[turn_key] = [[post_id, text] for post_id, text in posts]
 
     def forget(self, session_id: str) -> None:
         """Drop what is kept about a session's turns (its thread has ended)."""

@@ -10,19 +10,24 @@ views need no locks, and carries every action out through an injected :class:`Th
 before taking the next input; the service implements the effects against Mattermost and
 OpenCode, tests with an in-memory fake.
 
-Turns.  A turn starts when a prompt is forwarded.  OpenCode runs one prompt of a session at a
-time, so events go to the oldest turn that has not finished; a prompt forwarded while another
-runs waits for it, with events, until the running one goes idle.  The turn finished last keeps
-first refusal on later events: OpenCode sends the final snapshot of an aborted message after the
-idle, and only that turn's view knows the message (a view refuses news of messages it has not
-seen once it finished).  Agent events with no turn to take them (a run started from the TUI)
-are not shown.
+Turns.  A turn starts when a prompt is really sent (``forward_prompt`` returned True: a refused
+prompt opens none, so no answer-less turn can take the next answer).  OpenCode runs one prompt
+of a session at a time, so events go to the oldest turn that has not finished; a prompt sent
+while another runs waits for it, with events, until the running one goes idle.  The turn
+finished last keeps first refusal on later events: OpenCode sends the final snapshot of an
+aborted message after the idle, and only that turn's view knows the message (a view refuses
+news of messages it has not seen once it finished).  Agent events with no turn to take them
+(a run started from the TUI) are not shown.  After a restart or a reconnect,
+:meth:`SessionHandle.resume_turn` hands the runner a turn rebuilt from OpenCode's history
+(``mmthreads.runtime.recovery``): it replaces the runner's own view of that turn, is shown at
+once and, if still running, takes the live events.
 
 Coalescing.  Every change marks a turn as not yet shown.  The first output of a turn is shown at
 once (the user sees that the prompt was taken), and so is a turn's finish (the last state is
 never left waiting).  Otherwise a thread calls ``show_turn`` at most once per ``edit_interval``:
 a change inside the interval starts the ``"edit"`` timer for the interval's end, which shows
-whatever is current then.  A render equal to the last one shown is not sent again.
+whatever is current then.  A render equal to the last one shown is not sent again; the render
+of a finished turn is shown with ``final=True``.
 
 Ending.  :meth:`SessionHandle.aclose` lets the runner finish what is queued, show every turn's
 last state and return.  Cancelling :attr:`SessionHandle.cancel_scope` stops it at once.  An
@@ -127,14 +132,25 @@ class ThreadEffects(Protocol):
     async def reply_to_post(self, session_id: str, post_id: str, notice: Notice) -> None:
         """Answer the owner's post ``post_id`` in the session's thread with ``notice``."""
 
-    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> None:
-        """Send ``prompt`` (text and files) to the session on its OpenCode server."""
+    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> bool:
+        """Send ``prompt`` (text and files) to the session on its OpenCode server.
+
+        Returns:
+            Whether OpenCode took the prompt.  An expected refusal (the server said no, no
+            part could be forwarded) returns False after telling the user; only then does the
+            runner open no turn for it.
+        """
 
     async def persist(self, session_id: str, status: ThreadState, ended_at_ms: int | None) -> None:
         """Record the thread's new status (and end time, for ``ENDED``) in the mapping file."""
 
-    async def show_turn(self, session_id: str, turn_key: TurnKey, posts: list[str]) -> None:
-        """Show a turn's render (``TurnView.render``): post it on a new ``turn_key``, else edit."""
+    async def show_turn(
+        self, session_id: str, turn_key: TurnKey, posts: list[str], *, final: bool = False
+    ) -> None:
+        """Show a turn's render (``TurnView.render``): post it on a new ``turn_key``, else edit.
+
+        ``final`` says the render is the turn's last state (the turn finished).
+        """
 
 
 class _Stop:
@@ -143,8 +159,20 @@ class _Stop:
 
 _STOP: Final = _Stop()
 
-# What travels in the inbox: the service's inputs, the runner's own timer firings, the end.
-_Inbound: TypeAlias = ThreadEvent | AgentEvent | TimerFired | _Stop
+
+class _Resume:
+    """A turn rebuilt after a restart, to go on streaming (sent by ``resume_turn``)."""
+
+    __slots__ = ("key", "view")
+
+    def __init__(self, key: TurnKey, view: TurnView) -> None:
+        self.key = key
+        self.view = view
+
+
+# What travels in the inbox: the service's inputs, the runner's own timer firings, resumed
+# turns, the end.
+_Inbound: TypeAlias = ThreadEvent | AgentEvent | TimerFired | _Resume | _Stop
 
 
 class SessionHandle:
@@ -177,6 +205,11 @@ class SessionHandle:
         """The thread's current state, as the runner's machine has it."""
         return self._machine.state
 
+    @property
+    def queued(self) -> int:
+        """How many prompts wait in the thread for its server to come back (for ``!status``)."""
+        return len(self._machine.queued)
+
     def statistics(self) -> trio.MemoryChannelStatistics:
         """The inbox's statistics (``current_buffer_used`` of ``max_buffer_size``…)."""
         return self._send.statistics()
@@ -199,6 +232,19 @@ class SessionHandle:
             trio.ClosedResourceError: This handle was closed.
         """
         self._send.send_nowait(item)
+
+    async def resume_turn(self, key: TurnKey, view: TurnView) -> None:
+        """Make a turn rebuilt from OpenCode's history the one that takes the live events.
+
+        Used after a restart or reconnect: the turn's posts (already given to the effects) are
+        edited to the view's render at once.  A view still running replaces the runner's own
+        view of the turn, if it has one, and takes the live events before any later turn.
+
+        Raises:
+            trio.BrokenResourceError: The runner has ended (or crashed).
+            trio.ClosedResourceError: This handle was closed.
+        """
+        await self._send.send(_Resume(key, view))
 
     async def aclose(self) -> None:
         """Let the runner finish what is queued, show every turn's last state, and return.
@@ -326,6 +372,8 @@ class _Runner:
             if isinstance(item, TimerFired):
                 if self._timers.accept(item):
                     await self._show_due()
+            elif isinstance(item, _Resume):
+                await self._resume(item)
             elif isinstance(item, ThreadEvent):
                 await self._on_thread_event(item)
             else:
@@ -364,7 +412,8 @@ class _Runner:
                 await self._effects.reply_to_post(self._session_id, post_id, notice)
             case ForwardPrompt(prompt=prompt):
                 started_ms = self._clock_ms()
-                await self._effects.forward_prompt(self._session_id, prompt)
+                if not await self._effects.forward_prompt(self._session_id, prompt):
+                    return  # not sent: no answer will come, so no turn waits for one
                 key = TurnKey(prompt_post_id=prompt.post_id, started_ms=started_ms)
                 self._running.append(_Turn(key, TurnView(self._session_id, started_ms=started_ms)))
             case _:  # pragma: no cover - mypy proves this unreachable
@@ -396,6 +445,21 @@ class _Runner:
         else:
             await self._show_due()
 
+    async def _resume(self, item: _Resume) -> None:
+        """Put a turn rebuilt from history in place of what this runner had of it (if any)."""
+        turn = _Turn(item.key, item.view)
+        self._running = deque(t for t in self._running if t.key != item.key)
+        if self._finished is not None and self._finished.key == item.key:
+            self._finished = None
+        if turn.view.is_finished:
+            last = self._finished
+            if last is not None and last.dirty:
+                await self._show(last)
+            self._finished = turn
+        else:
+            self._running.appendleft(turn)  # the oldest unfinished turn: it takes the events
+        await self._show(turn)  # at once: the posts predate the view
+
     def _turns(self) -> list[_Turn]:
         finished = [] if self._finished is None else [self._finished]
         return finished + list(self._running)
@@ -421,5 +485,6 @@ class _Runner:
         # The interval runs from the call's start, so calls start at most once per interval
         # however long Mattermost takes to answer.
         self._last_show = trio.current_time()
-        await self._effects.show_turn(self._session_id, turn.key, posts)
+        final = turn.view.is_finished
+        await self._effects.show_turn(self._session_id, turn.key, posts, final=final)
         turn.shown_posts = posts

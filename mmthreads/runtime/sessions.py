@@ -13,7 +13,10 @@ into thread events:
 * every other event of a followed session goes to that session's runner, in stream order;
 * a lost stream disconnects the server's threads; a (re)connected one looks each of them up
   (:func:`~mmthreads.adapters.opencode_events.reconcile`) and restores or orphans it, and
-  sessions found without a thread that were active within the adoption window get one.
+  sessions found without a thread that were active within the adoption window get one;
+* an answer the bridge did not finish showing (it was killed, or the stream dropped) is
+  completed from the session's history, or resumed while the session is still busy
+  (:func:`~mmthreads.runtime.recovery.recover_answer`).
 
 Creation is race-free per session id: the first trigger makes the thread while later ones wait
 for it and then find the mapping. Before posting, the DM's recent posts are searched for a root
@@ -41,6 +44,7 @@ from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError, MmthreadsError, StreamerGaveUp
 from mmthreads.mapping import ThreadMapping, iso_timestamp
 from mmthreads.runtime.effects import ServiceEffects, now_ms
+from mmthreads.runtime.recovery import recover_answer
 from mmthreads.runtime.session_runner import run_session
 from mmthreads.runtime.supervisor import supervise
 
@@ -202,8 +206,8 @@ class SessionRegistry:
         return count
 
     def queued_prompts(self) -> int:
-        """Prompts waiting in disconnected threads (not exposed by the runners yet: 0)."""
-        return 0
+        """Prompts waiting in disconnected threads for their server to come back."""
+        return sum(handle.queued for handle in self.handles.values())
 
     async def deliver(self, session_id: str, event: ThreadEvent | ae.AgentEvent) -> bool:
         """Send an event to a session's runner; False when the session has none."""
@@ -308,6 +312,10 @@ class SessionRegistry:
                 await self.deliver(session_id, AgentRestored(session_exists=exists))
             elif not exists:
                 await self.deliver(session_id, SessionGone())
+            if exists:
+                # An answer cut off by a restart (or by the drop) is completed from history.
+                busy = found.status_of(session_id) != "idle"
+                await recover_answer(self.effects, session_id, busy=busy, handle=handle)
         await self._adopt(client, found.sessions.values())
 
     async def _adopt(self, client: OpenCodeClient, sessions: Iterable[ae.SessionInfo]) -> None:

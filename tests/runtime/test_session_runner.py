@@ -62,11 +62,14 @@ class FakeEffects:
     Attributes:
         fail_on: A method name that raises :class:`EffectFailed` when called.
         gate: While not set, ``forward_prompt`` waits for it (a slow OpenCode).
+        refused: Post ids whose prompt ``forward_prompt`` reports as not sent.
     """
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, str, tuple[Any, ...]]] = []
         self.fail_on: str | None = None
+        self.refused: set[str] = set()
+        self.finals: list[bool] = []  # the ``final`` flag of each show_turn call
         self.gate = trio.Event()
         self.gate.set()
         self._changed = trio.Event()
@@ -95,14 +98,18 @@ class FakeEffects:
     async def reply_to_post(self, session_id: str, post_id: str, notice: Any) -> None:
         await self._record("reply_to_post", session_id, post_id, notice)
 
-    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> None:
+    async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> bool:
         await self.gate.wait()
         await self._record("forward_prompt", session_id, prompt)
+        return prompt.post_id not in self.refused
 
     async def persist(self, session_id: str, status: ThreadState, ended_at_ms: int | None) -> None:
         await self._record("persist", session_id, status, ended_at_ms)
 
-    async def show_turn(self, session_id: str, turn_key: TurnKey, posts: list[str]) -> None:
+    async def show_turn(
+        self, session_id: str, turn_key: TurnKey, posts: list[str], *, final: bool = False
+    ) -> None:
+        self.finals.append(final)
         await self._record("show_turn", session_id, turn_key, posts)
 
 
@@ -497,3 +504,58 @@ async def test_a_cancelled_timer_does_not_fire(
     timers.cancel_all()
     await trio.sleep(5)
     assert fired == []
+
+
+async def test_a_prompt_not_sent_opens_no_turn(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    effects = FakeEffects()
+    effects.refused.add("p1")
+    handle = await start(nursery, effects)
+    await handle.send(prompt("p1"))
+    await trio.sleep(2)
+    await handle.send(prompt("p2"))
+    await handle.send(delta("the answer"))
+    await handle.send(IDLE)
+    await trio.testing.wait_all_tasks_blocked()
+    keys = {key for _, key, _ in effects.shows()}
+    assert keys == {TurnKey(prompt_post_id="p2", started_ms=EPOCH_MS + 2000)}
+    handle.cancel_scope.cancel()
+
+
+async def test_the_handle_counts_the_queued_prompts(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    effects = FakeEffects()
+    handle = await start(nursery, effects)
+    await handle.send(AgentLost(reason="stream down"))
+    await handle.send(prompt("p1"))
+    await handle.send(prompt("p2"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert handle.queued == 2
+    await handle.send(AgentRestored(session_exists=True))
+    await trio.testing.wait_all_tasks_blocked()
+    assert handle.queued == 0
+    handle.cancel_scope.cancel()
+
+
+async def test_a_resumed_turn_is_shown_at_once_and_takes_the_live_events(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    effects = FakeEffects()
+    handle = await start(nursery, effects)
+    key = TurnKey(prompt_post_id="p0", started_ms=EPOCH_MS - 5000)
+    view = TurnView(SESSION, started_ms=key.started_ms)
+    view.apply(delta("before the restart "), EPOCH_MS)
+    await handle.resume_turn(key, view)
+    await trio.sleep(2)
+    await handle.send(delta("and after"))
+    await handle.send(IDLE)
+    await trio.testing.wait_all_tasks_blocked()
+    shows = effects.shows()
+    assert [k for _, k, _ in shows] == [key, key, key]
+    assert shows[0][2][0].startswith("before the restart")
+    assert shows[-1][2][0].startswith("before the restart and after")
+    assert "**Done** in 7.0s" in shows[-1][2][0]
+    assert effects.finals == [False, False, True]
+    handle.cancel_scope.cancel()
