@@ -7,13 +7,16 @@ the main DM, refusals and unknown threads get the spec's texts, a post in an end
 session's thread answer its pending permission (✅ once, ♾️ always, ❌ reject), abort its run
 (🛑) or send the thread's last prompt again (🔁); each is confirmed in the thread.
 
-When the WebSocket comes back without resuming, events of the gap are lost: the posts of every
-owner DM created since the last one seen are fetched over REST and routed like live ones.
+Every post is handled exactly once: the :class:`~mmthreads.runtime.cursor.InboundCursor` records
+the posts handled. When the WebSocket connects for the first time (start-up) or comes back
+without resuming, events of the gap are lost: the posts of every owner DM created since the
+cursor are fetched over REST and routed like live ones, oldest first.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from mmthreads.core.chat_events import (
@@ -46,6 +49,7 @@ from mmthreads.core.router import (
 )
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError
+from mmthreads.runtime.cursor import InboundCursor, cursor_path
 from mmthreads.runtime.effects import now_ms
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     from mmthreads.mapping import ThreadMapping
     from mmthreads.runtime.sessions import SessionRegistry
     from mmthreads.runtime.startup import ChatIdentity
+    from mmthreads.runtime.status import ServerTracker
     from mmthreads.wire.mattermost import Post
 
 __all__ = ["ChatInbound"]
@@ -74,6 +79,8 @@ _PERMISSION_REPLIES: Final = {
     "always": ":infinity: Approved always (for this request's patterns).",
     "reject": ":x: Rejected.",
 }
+#: A ``since`` query answers at most this many posts (reference §1.7).
+_SINCE_CAP: Final = 1000
 _LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
 _NOT_FOLLOWED: Final = (
     "**Session not available**\nThe bridge is not following this session right now; "
@@ -88,10 +95,18 @@ class ChatInbound:
         identity: The bot, its owners and their DMs.
         registry: The session runners (prompts go there).
         mapping_path: Shown by ``!status``.
+        cursor: The posts already handled (an in-memory one starting now when omitted).
+        servers: The OpenCode servers' states for ``!status`` (else only "connected").
     """
 
     def __init__(
-        self, identity: ChatIdentity, registry: SessionRegistry, *, mapping_path: str
+        self,
+        identity: ChatIdentity,
+        registry: SessionRegistry,
+        *,
+        mapping_path: str,
+        cursor: InboundCursor | None = None,
+        servers: ServerTracker | None = None,
     ) -> None:
         self.identity: Final = identity
         self.registry: Final = registry
@@ -99,8 +114,10 @@ class ChatInbound:
         self._mapping_path = mapping_path
         self.connected = False
         self._since_ms: int | None = None
-        self._last_seen_ms = now_ms()
-        self._seen: set[str] = set()
+        self.cursor: Final = cursor or InboundCursor(
+            cursor_path(Path(mapping_path)), start_ms=now_ms()
+        )
+        self._servers = servers
 
     def __repr__(self) -> str:
         return f"<ChatInbound connected={self.connected}>"
@@ -117,10 +134,10 @@ class ChatInbound:
     async def handle(self, event: ChatEvent) -> None:
         """Handle one chat event."""
         match event:
-            case ChatConnected(reconnect=reconnect, resumed=resumed):
+            case ChatConnected(resumed=resumed):
                 self.connected, self._since_ms = True, now_ms()
-                if reconnect and not resumed:
-                    await self._catch_up()
+                if not resumed:
+                    await self.catch_up()
             case ChatDisconnected(code=code, reason=reason):
                 self.connected, self._since_ms = False, now_ms()
                 logger.warning("Mattermost WebSocket lost (%d %s)", code, reason)
@@ -131,23 +148,34 @@ class ChatInbound:
             case _:
                 pass
 
-    async def _catch_up(self) -> None:
-        since = self._last_seen_ms
+    async def catch_up(self) -> None:
+        """Route the owner DMs' posts created since the cursor (missed while not listening)."""
+        chat = self.registry.bridge.chat
         for channel_id in self.identity.dm_channels.values():
-            page = await self.registry.bridge.chat.get_posts_since(channel_id, since)
-            for post in page.in_order():
-                if post.create_at > since and not post.edit_at:
-                    await self.on_post(post, None)
+            # ``since`` is exclusive; one millisecond earlier also brings the posts sharing the
+            # cursor's millisecond, which the cursor tells apart by id.
+            query = max(self.cursor.since(channel_id) - 1, 0)
+            posts: dict[str, Post] = {}
+            while True:
+                batch = (await chat.get_posts_since(channel_id, query)).in_order()
+                posts.update((post.id, post) for post in batch)
+                # The answer is capped (§1.7) and not paged: go on from its newest change,
+                # one millisecond early again; the overlap is told apart by id.
+                newest = max((post.update_at for post in batch), default=0) - 1
+                if len(batch) < _SINCE_CAP or newest <= query:
+                    break
+                query = newest
+            missed = self.cursor.missed(channel_id, list(posts.values()))
+            if missed:
+                logger.info("catching up %d missed post(s) in %s", len(missed), channel_id)
+            for post in missed:
+                await self.on_post(post, None)
 
     async def on_post(self, post: Post, sender: SenderInfo | None) -> None:
-        """Route one post and carry the decision out."""
-        # A post seen live and again when catching up is handled once.
-        if post.id in self._seen:
+        """Route one post and carry the decision out (once: a handled post is skipped)."""
+        if not self.cursor.is_new(post):
             return
-        self._seen.add(post.id)
-        if len(self._seen) > 10_000:
-            self._seen.clear()
-        self._last_seen_ms = max(self._last_seen_ms, post.create_at)
+        self.cursor.mark(post)
         bridge = self.registry.bridge
         decision = route(post, threads=bridge.index, auth=self._auth, sender=sender)
         match decision:
@@ -235,9 +263,13 @@ class ChatInbound:
         counts: dict[ThreadState, int] = {}
         for mapping in bridge.index:
             counts[mapping.status] = counts.get(mapping.status, 0) + 1
-        servers = tuple(
-            ServerStatus(url=url, connected=self.registry.connected.get(url, False))
-            for url in bridge.servers
+        servers = (
+            self._servers.snapshot()
+            if self._servers is not None
+            else tuple(
+                ServerStatus(url=url, connected=self.registry.connected.get(url, False))
+                for url in bridge.servers
+            )
         )
         status = StatusSnapshot(
             mattermost_connected=self.connected,

@@ -8,7 +8,9 @@ Lifecycle
    Mattermost is unreachable (:func:`~mmthreads.runtime.startup.connect_chat`).
 3. Every live thread of the mapping file gets its runner back (re-attached).
 4. The Mattermost WebSocket is opened; its events are routed by
-   :class:`~mmthreads.runtime.inbound.ChatInbound`.
+   :class:`~mmthreads.runtime.inbound.ChatInbound`, which first fetches the DM posts created
+   since the persisted :class:`~mmthreads.runtime.cursor.InboundCursor` (written at most once a
+   second, and at shutdown).
 5. One event stream per OpenCode server is followed; its events go to the
    :class:`~mmthreads.runtime.sessions.SessionRegistry`, which creates threads for new sessions
    and hands everything else to the session's runner.
@@ -38,10 +40,12 @@ from mmthreads.adapters.opencode_events import run_event_stream
 from mmthreads.core import agent_events as ae
 from mmthreads.core.chat_events import ChatEvent
 from mmthreads.mapping_store import MappingStore
-from mmthreads.runtime.effects import Bridge
+from mmthreads.runtime.cursor import InboundCursor, cursor_path
+from mmthreads.runtime.effects import Bridge, now_ms
 from mmthreads.runtime.inbound import ChatInbound
 from mmthreads.runtime.sessions import SessionRegistry
 from mmthreads.runtime.startup import connect_chat
+from mmthreads.runtime.status import ServerTracker
 
 if TYPE_CHECKING:
     from mmthreads.runtime.startup import ChatIdentity
@@ -106,6 +110,9 @@ async def _run(
     loaded = await trio.to_thread.run_sync(store.load)
     if loaded.problem:
         logger.warning("mapping file: %s (kept aside as %s)", loaded.problem, loaded.backup)
+    cursor = await trio.to_thread.run_sync(
+        partial(InboundCursor.load, cursor_path(settings.mapping_file), now_ms=now_ms())
+    )
     token = settings.mattermost.token.reveal()
     timeouts = settings.timeouts
     async with AsyncExitStack() as stack:
@@ -144,11 +151,12 @@ async def _run(
             max_file_size=settings.files.max_size,
         )
         try:
-            await _run_tasks(settings, bridge, identity, token, trigger, phase, task_status)
+            await _run_tasks(settings, bridge, identity, cursor, token, trigger, phase, task_status)
         finally:
             with trio.move_on_after(timeouts.flush_timeout) as flush:
                 flush.shield = True
                 await bridge.persist()  # logs a failed write itself
+                await _save_cursor(cursor)
             if flush.cancelled_caught:
                 logger.error("writing the mapping file at shutdown took too long")
 
@@ -157,6 +165,7 @@ async def _run_tasks(
     settings: Settings,
     bridge: Bridge,
     identity: ChatIdentity,
+    cursor: InboundCursor,
     token: str,
     trigger: trio.Event,
     phase: _Phase,
@@ -175,7 +184,15 @@ async def _run_tasks(
             adoption_window=settings.sessions.adoption_window,
         )
         logger.info("re-attached %d thread(s)", registry.reattach())
-        inbound = ChatInbound(identity, registry, mapping_path=str(settings.mapping_file))
+        tracker = ServerTracker(bridge.servers)
+        inbound = ChatInbound(
+            identity,
+            registry,
+            mapping_path=str(settings.mapping_file),
+            cursor=cursor,
+            servers=tracker,
+        )
+        nursery.start_soon(_flush_cursor, cursor)
         chat_send, chat_receive = trio.open_memory_channel[ChatEvent](settings.sessions.inbox_size)
         nursery.start_soon(inbound.consume, chat_receive)
         await nursery.start(
@@ -195,7 +212,7 @@ async def _run_tasks(
             send, receive = trio.open_memory_channel[ae.AgentEvent](settings.sessions.inbox_size)
             heard = trio.Event()
             first_news.append(heard)
-            nursery.start_soon(_consume_agent, registry, client, receive, heard)
+            nursery.start_soon(_consume_agent, registry, tracker, client, receive, heard)
             await nursery.start(
                 partial(
                     run_event_stream,
@@ -230,14 +247,35 @@ def _directories(bridge: Bridge, client: OpenCodeClient) -> set[str]:
     return {m.directory for m in bridge.index if bridge.server_of(m) is client}
 
 
+async def _flush_cursor(cursor: InboundCursor) -> None:
+    # Coalesced: at most one write a second, only when something was handled.
+    while True:
+        await trio.sleep(1.0)
+        await _save_cursor(cursor)
+
+
+async def _save_cursor(cursor: InboundCursor) -> None:
+    if not cursor.dirty:
+        return
+    # Serialized here, in the Trio thread that updates it; only the disk write is offloaded.
+    data = cursor.dump()
+    try:
+        await trio.to_thread.run_sync(cursor.write, data)
+    except OSError as exc:
+        cursor.dirty = True
+        logger.warning("cannot write the inbound cursor %s: %s", cursor.path, exc)
+
+
 async def _consume_agent(
     registry: SessionRegistry,
+    tracker: ServerTracker,
     client: OpenCodeClient,
     receive: trio.MemoryReceiveChannel[ae.AgentEvent],
     heard: trio.Event,
 ) -> None:
     async with receive:
         async for event in receive:
+            tracker.observe(client.server, event)
             await registry.on_agent_event(client, event)
             if isinstance(event, (ae.AgentStreamConnected, ae.AgentStreamLost)):
                 heard.set()
