@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from mmthreads.atomic_file import fsync_directory, unlink_quietly
 from mmthreads.errors import MappingCorruptError, MappingFileError, MappingVersionError
 from mmthreads.mapping import decode_stream, encode_chunks, iso_timestamp
 from mmthreads.mapping_index import MappingIndex, merge
@@ -218,15 +219,15 @@ class MappingStore:
             temp, written, size = self._write_temp(content, stamp)
             if _stat_signature(self._path) != before and attempt < _MAX_ATTEMPTS:
                 logger.info("%s changed while saving; merging again", self._path)
-                _unlink_quietly(temp)
+                unlink_quietly(temp)
                 continue
             try:
                 os.replace(temp, self._path)
             except BaseException:
-                _unlink_quietly(temp)
+                unlink_quietly(temp)
                 raise
             if self._fsync:
-                _fsync_directory(self._path.parent)
+                fsync_directory(self._path.parent)
             self._signature, self._known = written, True
             return SaveResult(
                 merged=result.merged,
@@ -280,7 +281,7 @@ class MappingStore:
                 # The rename keeps inode, size and mtime: this is what the file will look like.
                 written = _signature(os.fstat(out.fileno()))
         except BaseException:
-            _unlink_quietly(temp)
+            unlink_quietly(temp)
             raise
         return temp, written, size
 
@@ -347,19 +348,6 @@ def _stat_signature(path: Path) -> _Signature | None:
         return _signature(os.stat(path))
     except FileNotFoundError:
         return None
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def _log_warnings(path: Path, warnings: tuple[MappingWarning, ...]) -> None:

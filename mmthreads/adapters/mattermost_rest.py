@@ -78,16 +78,9 @@ def _q(segment: str) -> str:
 class MattermostClient:
     """A bot's REST client for Mattermost.
 
-    Args:
-        url: The server URL, with or without ``/api/v4``.
-        token: The bot's access token.
-        transport: An httpx transport to use instead of the network (tests).
-        connect_timeout: Seconds to open a connection.
-        read_timeout: Seconds to wait for each read (and write) of a request.
-        retry_policy: Backoff for 5xx and network errors.
-        rate_limit_retries: How many 429s in a row one call sits out before it gives up.
-        max_retry_after: The longest ``Retry-After`` to sleep through; longer raises at once.
-        random: Source of [0, 1) numbers for the policy's jitter.
+    The constructor takes the options of :class:`~mmthreads.adapters.mattermost_http.RequestLoop`
+    (URL with or without ``/api/v4``, token, transport, timeouts, retry and 429 policy), which
+    sends every request; this class turns the API into typed methods.
 
     Raises:
         ConfigError: ``url`` is not an http(s) URL.

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import deque
 from typing import TYPE_CHECKING, Final
+
+from mmthreads.atomic_file import write_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -167,18 +168,11 @@ class InboundCursor:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` atomically (temporary file, fsync, rename; mode 0600).
+        """Write ``data`` atomically (see :func:`mmthreads.atomic_file.write_atomically`).
 
         Safe to run in a worker thread: it touches no state of the cursor.
         """
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, self.path)
+        write_atomically(self.path, data)
 
     def save(self) -> None:
         """Write the cursor now (:meth:`dump` then :meth:`write`)."""
