@@ -201,11 +201,14 @@ class ChatUnavailable(ChatError):
 
     Attributes:
         reason: What the last attempt ran into.
+        maybe_done: The request may have reached the server and been carried out (a create
+            whose answer was lost); False when it certainly was not.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, maybe_done: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.maybe_done = maybe_done
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason!r})"

@@ -205,7 +205,9 @@ class RequestLoop:
                 status, response_headers, body = await self._exchange(request, ok, max_bytes)
             except httpx.TransportError as exc:
                 if not idempotent and not isinstance(exc, _NOT_SENT):
-                    raise ChatUnavailable(f"{endpoint}: {self._describe(exc)}") from exc
+                    raise ChatUnavailable(
+                        f"{endpoint}: {self._describe(exc)}", maybe_done=True
+                    ) from exc
                 failures += 1
                 await self._back_off(endpoint, failures, self._describe(exc), exc)
                 continue
@@ -227,7 +229,7 @@ class RequestLoop:
                 await self._back_off(endpoint, failures, f"HTTP {status}")
                 continue
             if status >= 500:
-                raise ChatUnavailable(f"{endpoint}: HTTP {status}")
+                raise ChatUnavailable(f"{endpoint}: HTTP {status}", maybe_done=True)
             raise self._refusal(status, body, endpoint)
 
     async def _exchange(

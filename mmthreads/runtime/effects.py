@@ -5,6 +5,8 @@ it against the real servers. :class:`Bridge` is the state every part of the runn
 shares (clients, identity, the mapping index and file); :class:`ServiceEffects` implements the
 runners' effects on top of it:
 
+* every write to Mattermost is queued in the bridge's :class:`~mmthreads.runtime.outbox.Outbox`
+  and carried out in order per thread, so a runner never waits for Mattermost;
 * notices and replies are posted in the session's thread;
 * a prompt (its text and attached files, as data URIs) goes to OpenCode with ``prompt_async``,
   the session's directory and an explicit model (the session's choice, else the server's
@@ -34,6 +36,7 @@ from mmthreads.core.render import render_notice
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge, MappingFileError
 from mmthreads.mapping import iso_timestamp
+from mmthreads.runtime.outbox import Outbox, PostRef, Priority
 from mmthreads.runtime.recovery import turn_props
 from mmthreads.wire.opencode_rest import FilePartInput, TextPartInput
 
@@ -93,6 +96,7 @@ class Bridge:
         max_file_size: Largest attachment forwarded to OpenCode, in bytes.
         started_ms: When the service started.
         default_models: The default model found per server (filled on first use).
+        outbox: Every write to Mattermost (the service runs it).
     """
 
     chat: MattermostClient
@@ -108,7 +112,14 @@ class Bridge:
     max_file_size: int = 10 * 1024 * 1024
     started_ms: int = field(default_factory=now_ms)
     default_models: dict[str, tuple[str, str]] = field(default_factory=dict)
-    _save_lock: trio.Lock = field(default_factory=trio.Lock)
+    outbox: Outbox = field(init=False)
+    _save_requested: int = field(default=0, init=False)
+    _saved: int = field(default=0, init=False)
+    _saving: bool = field(default=False, init=False)
+    _save_done: trio.Event = field(default_factory=trio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.chat, clock_ms=now_ms)
 
     def server_of(self, mapping: ThreadMapping) -> OpenCodeClient:
         """The client of the server a session lives on ("" names the first server)."""
@@ -116,17 +127,30 @@ class Bridge:
         return client if client is not None else next(iter(self.servers.values()))
 
     async def persist(self) -> None:
-        """Write every mapping to the file (one write at a time, in a worker thread).
+        """Write every mapping to the file; return once a write made after this call is done.
 
-        A failed write is logged, not raised: the index stays the truth while running, and the
-        next write (or the one at shutdown) carries the change.
+        Writes are group commits: callers arriving while a write runs share the next one, so
+        a burst of changes costs two writes, not one per change.  Each write happens in a
+        worker thread.  A failed write is logged, not raised: the index stays the truth while
+        running, and the next write (or the one at shutdown) carries the change.
         """
-        async with self._save_lock:
-            mappings = list(self.index)
+        self._save_requested += 1
+        wanted = self._save_requested
+        while self._saved < wanted:
+            if self._saving:
+                await self._save_done.wait()
+                continue
+            self._saving = True
+            covers = self._save_requested
             try:
-                await trio.to_thread.run_sync(self.store.save, mappings, time.time())
+                await trio.to_thread.run_sync(self.store.save, list(self.index), time.time())
             except MappingFileError as exc:
                 logger.error("cannot write the mapping file: %s", exc)
+            finally:
+                self._saving = False
+                self._saved = covers
+                done, self._save_done = self._save_done, trio.Event()
+                done.set()
 
     async def update_mapping(self, mapping: ThreadMapping) -> None:
         """Replace a mapping in the index and write the file (see :meth:`persist`)."""
@@ -152,20 +176,24 @@ class Bridge:
 class ServiceEffects:
     """The session runners' effects (``session_runner.ThreadEffects``) against the real servers.
 
+    Every Mattermost write is queued in the bridge's :class:`~mmthreads.runtime.outbox.Outbox`
+    (in the thread's lane, so the thread reads in order) and the runner goes on at once: a
+    runner waits for OpenCode and the mapping file, never for Mattermost.
+
     Args:
         bridge: The shared service state.
         on_final: Called with the session id once a thread reached a final state (the
             registry then closes its runner).
     """
 
-    #: How many turns per session keep their post ids (older turns are never edited again).
+    #: How many turns per session keep their posts (older turns are never edited again).
     KEPT_TURNS: Final = 4
 
     def __init__(self, bridge: Bridge, *, on_final: Callable[[str], None] | None = None) -> None:
         self.bridge: Final = bridge
         self._on_final = on_final
-        # Per session, per turn: the [post id, text shown] of each of the turn's posts.
-        self._turn_posts: dict[str, dict[TurnKey, list[list[str]]]] = {}
+        # Per session, per turn: the [post, text shown] of each of the turn's posts.
+        self._turn_posts: dict[str, dict[TurnKey, list[_Shown]]] = {}
 
     def __repr__(self) -> str:
         return f"<ServiceEffects sessions={len(self._turn_posts)}>"
@@ -176,29 +204,32 @@ class ServiceEffects:
             raise LookupError(f"no mapping for session {session_id}")
         return mapping
 
-    async def _post_in_thread(
-        self, mapping: ThreadMapping, message: str, *, props: dict[str, object] | None = None
-    ) -> str | None:
-        # The client already retried what was worth retrying; a post that still failed is
-        # logged and the thread goes on (raising would restart the runner and drop its inbox).
-        try:
-            post = await self.bridge.chat.create_post(
-                mapping.dm_channel_id, message, root_id=mapping.thread_root_post_id, props=props
-            )
-        except ChatError as exc:
-            logger.warning("cannot post in the thread of %s: %s", mapping.session_id, exc)
-            return None
-        return post.id
+    def post_in_thread(
+        self,
+        mapping: ThreadMapping,
+        message: str,
+        *,
+        props: dict[str, object] | None = None,
+        priority: Priority = Priority.URGENT,
+    ) -> PostRef:
+        """Queue a reply in the session's thread (see :class:`~mmthreads.runtime.outbox.Outbox`)."""
+        return self.bridge.outbox.post(
+            mapping.dm_channel_id,
+            message,
+            root_id=mapping.thread_root_post_id,
+            props=props,
+            priority=priority,
+        )
 
     async def post_notice(self, session_id: str, notice: Notice) -> None:
         """Post a lifecycle notice in the session's thread."""
         mapping = self._mapping(session_id)
-        await self._post_in_thread(mapping, render_notice(notice, mapping=mapping))
+        self.post_in_thread(mapping, render_notice(notice, mapping=mapping))
 
     async def reply_to_post(self, session_id: str, post_id: str, notice: Notice) -> None:
         """Answer an owner's post; replies live in the thread (Mattermost has no sub-threads)."""
         mapping = self._mapping(session_id)
-        await self._post_in_thread(mapping, render_notice(notice, mapping=mapping))
+        self.post_in_thread(mapping, render_notice(notice, mapping=mapping))
 
     async def forward_prompt(self, session_id: str, prompt: PromptReceived) -> bool:
         """Send a prompt with an explicit model, then acknowledge it with a reaction.
@@ -223,13 +254,12 @@ class ServiceEffects:
             await client.prompt_async(session_id, mapping.directory, parts, model)
         except AgentError as exc:
             logger.warning("session %s: prompt %s not sent: %s", session_id, prompt.post_id, exc)
-            await self._post_in_thread(mapping, f"{PROMPT_NOT_SENT}\n{exc}")
+            self.post_in_thread(mapping, f"{PROMPT_NOT_SENT}\n{exc}")
             return False
         logger.info("session %s: prompt %s sent", session_id, prompt.post_id)
-        try:
-            await self.bridge.chat.add_reaction(self.bridge.bot_user_id, prompt.post_id, ACK_EMOJI)
-        except ChatError as exc:
-            logger.warning("cannot acknowledge prompt %s: %s", prompt.post_id, exc)
+        self.bridge.outbox.react(
+            mapping.thread_root_post_id, PostRef(prompt.post_id), self.bridge.bot_user_id, ACK_EMOJI
+        )
         changes = {"last_prompt": prompt.text, "last_activity_at": _iso_now()}
         await self.bridge.update_mapping(msgspec.structs.replace(mapping, **changes))
         return True
@@ -242,13 +272,13 @@ class ServiceEffects:
             data = await chat.get_file(file_id, max_bytes=self.bridge.max_file_size)
         except ChatFileTooLarge:
             limit = self.bridge.max_file_size
-            await self._post_in_thread(
+            self.post_in_thread(
                 mapping, f"{FILE_NOT_SENT}\nA file is larger than {limit} bytes; it was left out."
             )
             return None
         except ChatError as exc:
             logger.warning("cannot fetch file %s: %s", file_id, exc)
-            await self._post_in_thread(mapping, f"{FILE_NOT_SENT}\n{exc}")
+            self.post_in_thread(mapping, f"{FILE_NOT_SENT}\n{exc}")
             return None
         mime = info.mime_type or "application/octet-stream"
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
@@ -267,36 +297,41 @@ class ServiceEffects:
     async def show_turn(
         self, session_id: str, turn_key: TurnKey, posts: list[str], *, final: bool = False
     ) -> None:
-        """Create the turn's posts the first time, then edit them; add continuations.
+        """Queue the turn's posts the first time, then edits of them; add continuations.
 
-        Each post carries the turn in its props (``recovery.turn_props``), so a restarted
-        bridge finds an answer it did not finish; the first post is marked final with the
-        turn's last render.
+        The first post of a turn and its final render are urgent, renders in between are
+        progress (the outbox coalesces them under pressure).  Each post carries the turn in
+        its props (``recovery.turn_props``), so a restarted bridge finds an answer it did not
+        finish; the first post is marked final with the turn's last render.
         """
         mapping = self._mapping(session_id)
+        lane = mapping.thread_root_post_id
+        outbox = self.bridge.outbox
         turns = self._turn_posts.setdefault(session_id, {})
         shown = turns.setdefault(turn_key, [])
         while len(turns) > self.KEPT_TURNS:
             del turns[next(iter(turns))]
+        priority = Priority.URGENT if final else Priority.PROGRESS
         for number, text in enumerate(posts):
             mark = final and number == 0
+            if number < len(shown) and not shown[number].post.failed:
+                entry = shown[number]
+                if text != entry.text or mark:
+                    props = turn_props(turn_key, number, final=True) if mark else None
+                    outbox.edit(lane, entry.post, message=text, props=props, priority=priority)
+                    entry.text = text
+                continue
+            urgent = final or (number == 0 and not shown)
+            ref = self.post_in_thread(
+                mapping,
+                text,
+                props=turn_props(turn_key, number, final=mark),
+                priority=Priority.URGENT if urgent else Priority.PROGRESS,
+            )
             if number < len(shown):
-                post_id, before = shown[number]
-                if text != before or mark:
-                    props = turn_props(turn_key, number, final=mark) if mark else None
-                    try:
-                        await self.bridge.chat.patch_post(post_id, message=text, props=props)
-                    except ChatError as exc:
-                        # Left as it was; the next render edits it again.
-                        logger.warning("cannot edit %s: %s", post_id, exc)
-                        continue
-                    shown[number][1] = text
+                shown[number] = _Shown(ref, text)  # its create was refused: posted anew
             else:
-                props = turn_props(turn_key, number, final=mark)
-                created = await self._post_in_thread(mapping, text, props=props)
-                if created is None:
-                    return  # the parts after it would land out of order; the next render retries
-                shown.append([created, text])
+                shown.append(_Shown(ref, text))
 
     def adopt_turn(self, session_id: str, turn_key: TurnKey, posts: list[tuple[str, str]]) -> None:
         """Take over a turn's existing posts (``[(post id, text shown)]``), found after a restart.
@@ -304,11 +339,21 @@ class ServiceEffects:
         The next :meth:`show_turn` of ``turn_key`` edits them instead of posting anew.
         """
         turns = self._turn_posts.setdefault(session_id, {})
-        turns[turn_key] = [[post_id, text] for post_id, text in posts]
+        turns[turn_key] = [_Shown(PostRef(post_id), text) for post_id, text in posts]
 
     def forget(self, session_id: str) -> None:
         """Drop what is kept about a session's turns (its thread has ended)."""
         self._turn_posts.pop(session_id, None)
+
+
+class _Shown:
+    """One post of a turn: the post, and the text last queued for it."""
+
+    __slots__ = ("post", "text")
+
+    def __init__(self, post: PostRef, text: str) -> None:
+        self.post = post
+        self.text = text
 
 
 def _iso_now() -> str:

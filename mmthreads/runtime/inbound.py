@@ -256,7 +256,7 @@ class ChatInbound:
 
     async def _answer(self, post: Post, message: str) -> None:
         # In the main DM the answer is a new post; in a thread it is a reply in that thread.
-        await self.registry.bridge.chat.create_post(post.channel_id, message, root_id=post.root_id)
+        self.registry.bridge.outbox.post(post.channel_id, message, root_id=post.root_id)
 
     def _context(self, user_id: str) -> CommandContext:
         bridge = self.registry.bridge

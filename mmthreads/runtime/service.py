@@ -175,6 +175,7 @@ async def _run_tasks(
     owner, dm = next(iter(identity.dm_channels.items()))
     timeouts = settings.timeouts
     async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.outbox.run)
         registry = SessionRegistry(
             bridge,
             nursery,
@@ -236,9 +237,12 @@ async def _run_tasks(
         # connections go (the mapping file is flushed by the caller).
         with trio.move_on_after(timeouts.graceful_timeout) as graceful:
             await registry.aclose()
+            await bridge.outbox.drain()
         if graceful.cancelled_caught:
             logger.warning(
-                "threads still busy after %.1f s: stopping them", timeouts.graceful_timeout
+                "threads still busy after %.1f s (%d Mattermost write(s) not done): stopping",
+                timeouts.graceful_timeout,
+                bridge.outbox.pending,
             )
         nursery.cancel_scope.cancel()
 

@@ -41,9 +41,10 @@ from mmthreads.core import agent_events as ae
 from mmthreads.core.events import AgentLost, AgentRestored, SessionEnded, SessionGone
 from mmthreads.core.render import root_post, root_post_props, session_id_from_props
 from mmthreads.core.states import ThreadState
-from mmthreads.errors import AgentError, ChatError, MmthreadsError, StreamerGaveUp
+from mmthreads.errors import AgentError, MmthreadsError, StreamerGaveUp
 from mmthreads.mapping import ThreadMapping, iso_timestamp
 from mmthreads.runtime.effects import ServiceEffects, now_ms
+from mmthreads.runtime.outbox import PostRef
 from mmthreads.runtime.recovery import recover_answer
 from mmthreads.runtime.session_runner import run_session
 from mmthreads.runtime.supervisor import supervise
@@ -283,15 +284,10 @@ class SessionRegistry:
 
     async def _retitle(self, mapping: ThreadMapping, title: str) -> None:
         mapping = msgspec.structs.replace(mapping, session_title=title)
-        try:
-            await self.bridge.chat.patch_post(
-                mapping.thread_root_post_id,
-                message=root_post(mapping),
-                props=root_post_props(mapping),
-            )
-        except ChatError as exc:
-            logger.warning("cannot retitle the thread of %s: %s", mapping.session_id, exc)
-            return
+        root = mapping.thread_root_post_id
+        self.bridge.outbox.edit(
+            root, PostRef(root), message=root_post(mapping), props=root_post_props(mapping)
+        )
         await self.bridge.update_mapping(mapping)
 
     async def _restore(self, client: OpenCodeClient) -> None:
