@@ -20,6 +20,9 @@ instances: every instance call names its ``directory`` as a query parameter
 - 401, 404 and other errors: :class:`~mmthreads.errors.AgentAuthError`,
   :class:`~mmthreads.errors.AgentNotFound` or :class:`~mmthreads.errors.AgentCallFailed`
   with OpenCode's error name (NamedError ``name`` or Effect ``_tag``) and message.
+- 500 ``UnknownError`` saying "Unable to connect…" or "Was there a typo in the url…": a
+  1.0-era server proxied a route it lacks to the web app, which it cannot reach offline.
+  That is a missing route: :class:`~mmthreads.errors.AgentNotFound`, not retried.
 
 No httpx exception leaves the adapter.  The password travels only in the ``Authorization``
 header: it is not in the client's repr, a log line or an error message, and credentials in

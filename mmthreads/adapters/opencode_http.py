@@ -51,6 +51,14 @@ _CLOSE_TIMEOUT: Final = 2.0
 #: Chunks already buffered that closing a stream may read through before it gives up.
 _DRAIN_LIMIT: Final = 1000
 
+#: What a 1.0-era server answers (500 ``UnknownError``) for a route it lacks when the web app it
+#: proxies unknown routes to cannot be reached: Bun's fetch errors.  Such an answer means the
+#: same as a 404, and repeating the call cannot help.
+_PROXY_FAILURES: Final = (
+    "Unable to connect. Is the computer able to access the url?",
+    "Was there a typo in the url or port?",
+)
+
 _error_body: Final = msgspec.json.Decoder(ErrorBody)
 _encoder: Final = msgspec.json.Encoder()
 
@@ -215,6 +223,9 @@ class HttpCaller:
             return AgentAuthError(status, name, f"OpenCode refused the credentials ({hint})", False)
         if status == 404:
             return AgentNotFound(status, name, message, False)
+        if status == 500 and name == "UnknownError" and any(m in message for m in _PROXY_FAILURES):
+            reason = f"{method} {path}: no such route (the server's proxy failed: {message})"
+            return AgentNotFound(status, name, reason, False)
         if status in _NOT_ACTED or status >= 500:
             return AgentUnavailable(status, name, message, True)
         return AgentCallFailed(status, name, message, False)
@@ -257,6 +268,7 @@ class HttpCaller:
                     return response
                 failure = self._failure(response, method, path)
                 retry = status in _NOT_ACTED or (status >= 500 and idempotent)
+                retry = retry and not isinstance(failure, AgentNotFound)
                 if retry:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
                 elif status >= 500:

@@ -12,7 +12,9 @@ The recipe is ``reference/opencode-server-api.md`` §4.  :func:`open_real_openco
    (:func:`opencode_config`).  Inherited ``OPENCODE_*`` and ``*_API_KEY`` variables are dropped;
 3. starts ``opencode serve --port P --hostname 127.0.0.1 --pure`` in ``directory``, in its own
    process group, with stdout and stderr in ``serve.log``;
-4. waits for ``GET /global/health`` to answer 200 and reads the version from it;
+4. waits for ``GET /global/health`` to answer 200 and reads the version from it (a server
+   without that route is ready once ``GET /path`` answers 200; its version then comes from
+   ``opencode --version``);
 5. on the way out sends SIGTERM to the server's PID, SIGKILL if it has not exited within
    :data:`STOP_DEADLINE`, sweeps what is left of its process group (commands the bash tool
    started), and removes the temporary tree.
@@ -20,6 +22,12 @@ The recipe is ``reference/opencode-server-api.md`` §4.  :func:`open_real_openco
 Get a binary with ``scripts/install-opencode.sh`` (it prints the path).  Directories used as
 projects should be git repositories with one commit (:func:`make_git_project`): OpenCode gives
 every directory without a commit the same project id, ``global``.
+
+Older releases need two options of :func:`open_real_opencode`: ``pure=False``, since 1.0-era
+``serve`` rejects ``--pure`` (it prints its usage and exits), and ripgrep on the PATH
+(``extra_path``), since a 1.0-era server otherwise downloads ``rg`` from GitHub before its first
+model call and cancels the turn when it cannot.  ``scripts/install-opencode.sh`` installs
+:data:`OPENCODE_LEGACY_VERSION` with an ``rg`` in its ``bin/`` folder.
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ import httpx
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
 __all__ = [
     "DISABLE_FLAGS",
     "HEALTH_DEADLINE",
+    "OPENCODE_LEGACY_VERSION",
     "OPENCODE_VERSION",
     "STOP_DEADLINE",
     "STUB_MODEL",
@@ -62,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 #: The release the harness is tested against (``scripts/install-opencode.sh`` installs it).
 OPENCODE_VERSION: Final = "1.18.33"
+#: An older release with the older event dialect (``permission.updated``, text deltas inside
+#: ``message.part.updated``, no ``/global/health``), installed beside the pinned one.
+OPENCODE_LEGACY_VERSION: Final = "1.0.185"
 
 #: The provider id of the stub model in the generated config.
 STUB_PROVIDER: Final = "stub"
@@ -162,6 +174,7 @@ def opencode_env(
     *,
     password: str | None = None,
     base: Mapping[str, str] | None = None,
+    extra_path: Sequence[Path] = (),
 ) -> dict[str, str]:
     """The environment for an isolated ``opencode serve``.
 
@@ -171,6 +184,7 @@ def opencode_env(
         password: Turns on basic auth (user ``opencode``) when given.
         base: The environment to start from (``os.environ`` by default); its ``OPENCODE_*``
             variables and API keys are dropped.
+        extra_path: Folders put in front of ``PATH`` (e.g. one holding ``rg``).
 
     Returns:
         The complete environment.
@@ -191,6 +205,9 @@ def opencode_env(
         OPENCODE_CONFIG_CONTENT=json.dumps(config),
     )
     env.update(DISABLE_FLAGS)
+    if extra_path:
+        folders = [str(folder) for folder in extra_path]
+        env["PATH"] = os.pathsep.join([*folders, env.get("PATH", os.defpath)])
     if password is not None:
         env["OPENCODE_SERVER_PASSWORD"] = password
     return env
@@ -228,6 +245,11 @@ def make_git_project(directory: Path, *, files: Mapping[str, str] | None = None)
     return directory
 
 
+def _is_json(response: httpx.Response) -> bool:
+    ctype: str = response.headers.get("content-type", "")
+    return ctype.startswith("application/json")
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -250,6 +272,7 @@ class RealOpencode:
         env: dict[str, str],
         port: int,
         password: str | None,
+        pure: bool = True,
     ) -> None:
         #: The ``opencode`` executable.
         self.binary = binary
@@ -263,8 +286,11 @@ class RealOpencode:
         self.url = f"http://127.0.0.1:{port}"
         #: The basic-auth password, if any (the user name is ``opencode``).
         self.password = password
-        #: The version reported by ``/global/health``.
+        #: The version reported by ``/global/health`` (or by ``opencode --version`` when the
+        #: server has no such route).
         self.version = ""
+        #: Whether ``serve`` gets ``--pure`` (no external plugins; 1.0-era servers reject it).
+        self.pure = pure
         self._env = env
         self._port = port
         self._process: trio.Process | None = None
@@ -307,7 +333,9 @@ class RealOpencode:
                 :data:`HEALTH_DEADLINE` seconds (it is stopped then).
         """
         argv = [str(self.binary), "serve", "--port", str(self._port)]
-        argv += ["--hostname", "127.0.0.1", "--pure"]
+        argv += ["--hostname", "127.0.0.1"]
+        if self.pure:
+            argv.append("--pure")
         with self.log_path.open("ab") as log:
             self._process = await trio.lowlevel.open_process(
                 argv,
@@ -345,12 +373,22 @@ class RealOpencode:
                     raise OpencodeStartError(f"exited with status {process.returncode}")
                 try:
                     response = await client.get("/global/health")
-                except httpx.TransportError:
-                    pass
-                else:
                     if response.status_code == 200:
                         return str(response.json().get("version", ""))
+                    if response.status_code != 401 and _is_json(response):
+                        # A server before /global/health: it proxies the unknown route to the
+                        # web app, which fails offline with a JSON 500.
+                        if (await client.get("/path")).status_code == 200:
+                            return await self._binary_version()
+                except httpx.TransportError:
+                    pass
                 await trio.sleep(_POLL_INTERVAL)
+
+    async def _binary_version(self) -> str:
+        result = await trio.run_process(
+            [str(self.binary), "--version"], env=self._env, capture_stdout=True, check=False
+        )
+        return result.stdout.decode(errors="replace").strip()
 
     async def stop(self) -> None:
         """Stop the server: SIGTERM to its PID, SIGKILL after :data:`STOP_DEADLINE` seconds."""
@@ -408,6 +446,8 @@ async def open_real_opencode(
     password: str | None = None,
     permission_bash: str = "ask",
     extra_config: Mapping[str, object] | None = None,
+    pure: bool = True,
+    extra_path: Sequence[Path] = (),
 ) -> AsyncIterator[RealOpencode]:
     """Run ``opencode serve`` in a temporary HOME for the body of an ``async with`` block.
 
@@ -418,6 +458,9 @@ async def open_real_opencode(
         password: Turns on basic auth (user ``opencode``).
         permission_bash: The config's ``permission.bash`` rule.
         extra_config: Merged into the generated config (see :func:`opencode_config`).
+        pure: Pass ``--pure`` (no external plugins); ``False`` for 1.0-era servers.
+        extra_path: Folders put in front of the server's ``PATH``; a 1.0-era server needs one
+            holding ``rg``.
 
     Yields:
         The healthy server.
@@ -432,9 +475,10 @@ async def open_real_opencode(
             binary,
             directory=directory,
             home=home,
-            env=opencode_env(home, config, password=password),
+            env=opencode_env(home, config, password=password, extra_path=extra_path),
             port=_free_port("127.0.0.1"),
             password=password,
+            pure=pure,
         )
         try:
             await server.start()

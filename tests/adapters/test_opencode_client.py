@@ -349,6 +349,47 @@ async def test_an_unknown_session_500_on_prompt_is_not_retried() -> None:
     assert len(server.requests) == 1
 
 
+# A 1.0-era server proxies a route it lacks to the web app; offline that fails like this.
+PROXY_FAILED = js(
+    {
+        "name": "UnknownError",
+        "data": {"message": "Error: Unable to connect. Is the computer able to access the url?"},
+    },
+    500,
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error: Unable to connect. Is the computer able to access the url?",
+        "Error: Was there a typo in the url or port?",
+    ],
+)
+async def test_an_offline_proxy_failure_is_a_missing_route_and_not_retried(
+    autojump_clock, message: str
+) -> None:
+    failed = js({"name": "UnknownError", "data": {"message": message}}, 500)
+    server = Server({"GET /global/health": failed, "GET /permission": failed})
+    async with client(server) as oc:
+        with pytest.raises(AgentNotFound) as health:
+            await oc.health()
+        with pytest.raises(AgentNotFound):
+            await oc.list_permissions(D)
+    assert server.paths() == ["GET /global/health", "GET /permission"]
+    assert trio.current_time() == 0.0
+    assert (health.value.status, health.value.name) == (500, "UnknownError")
+    assert "no such route" in health.value.message
+
+
+async def test_another_unknown_error_on_a_read_is_still_retried(autojump_clock) -> None:
+    failed = js({"name": "UnknownError", "data": {"message": "Unexpected server error"}}, 500)
+    server = Server({"GET /permission": [failed, js([])]})
+    async with client(server) as oc:
+        assert await oc.list_permissions(D) == []
+    assert server.times() == [0.0, 1.0]
+
+
 # --- retries (virtual time) --------------------------------------------------------------------
 
 
@@ -418,8 +459,8 @@ async def test_no_httpx_exception_escapes(
 
 @pytest.mark.parametrize(
     "new_route",
-    [HTML, js({"name": "NotFoundError", "data": {"message": "no route"}}, 404)],
-    ids=["html", "404"],
+    [HTML, js({"name": "NotFoundError", "data": {"message": "no route"}}, 404), PROXY_FAILED],
+    ids=["html", "404", "offline-proxy"],
 )
 async def test_permission_replies_fall_back_to_the_legacy_route(new_route: httpx.Response) -> None:
     server = Server(

@@ -164,6 +164,19 @@ def shared_opencode(
 ) -> Iterator[SharedOpencode]:
     """One real server and stub model for the module, run by a background thread."""
     project = make_git_project(tmp_path_factory.mktemp("shared") / "project")
+    with serve_in_background(opencode_binary, project) as shared:
+        yield shared
+
+
+@contextlib.contextmanager
+def serve_in_background(binary: Path, project: Path, **options: Any) -> Iterator[SharedOpencode]:
+    """A real server and stub model run by a background thread for the block.
+
+    Args:
+        binary: The ``opencode`` executable.
+        project: The server's working directory.
+        options: More :func:`open_real_opencode` keyword arguments.
+    """
     ready: queue.Queue[SharedOpencode | BaseException] = queue.Queue()
     stop = trio.Event()
 
@@ -172,7 +185,7 @@ def shared_opencode(
             async with (
                 open_stub_model(chunk_delay=CHUNK_DELAY) as stub,
                 open_real_opencode(
-                    opencode_binary, model_url=stub.url, directory=project
+                    binary, model_url=stub.url, directory=project, **options
                 ) as server,
             ):
                 ready.put(SharedOpencode(server, stub, trio.lowlevel.current_trio_token()))
