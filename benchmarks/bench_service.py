@@ -5,8 +5,9 @@ runs, in a fresh child process (so that peak RSS belongs to that run alone):
 
 - ``baseline``: the Mattermost emulator and the OpenCode stand-in on 127.0.0.1, with the same
   sessions and turns, and no bridge;
-- ``bridge``: the same, plus ``serve`` with default settings (edit interval 1.0 s, default
-  adoption window), all in one Trio run.
+- ``bridge``: the same, plus ``serve`` with default settings (edit interval 1.0 s unless
+  ``--edit-interval`` says otherwise; no flood limit: one owner prompts every thread at once),
+  all in one Trio run.
 
 A run creates N sessions at once (in ten directories), waits for their thread roots, then the
 owner replies in every thread at once (the replies are stored in the emulator directly, so the
@@ -57,7 +58,7 @@ from mmthreads.core.render import session_id_from_props
 from mmthreads.harness.mattermost import MattermostEmulator, open_mattermost_emulator
 from mmthreads.harness.opencode import open_opencode_standin
 from mmthreads.runtime.service import serve
-from mmthreads.settings import load_settings
+from mmthreads.settings import FloodSettings, load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -136,14 +137,20 @@ async def _wait(check: Callable[[], bool], deadline: float) -> bool:
 
 
 async def _run(
-    sessions: int, mode: str, budget: float, words: int, chunk_delay: float
+    sessions: int, mode: str, budget: float, words: int, chunk_delay: float, interval: float
 ) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="mmthreads-bench-") as name:
-        return await _run_in(Path(name), sessions, mode, budget, words, chunk_delay)
+        return await _run_in(Path(name), sessions, mode, budget, words, chunk_delay, interval)
 
 
 async def _run_in(
-    tmp: Path, sessions: int, mode: str, budget: float, words: int, chunk_delay: float
+    tmp: Path,
+    sessions: int,
+    mode: str,
+    budget: float,
+    words: int,
+    chunk_delay: float,
+    interval: float,
 ) -> RunResult:
     """One run with its files under ``tmp``; stops by itself once ``budget`` is spent."""
     result = RunResult(mode=mode, sessions=sessions)
@@ -166,8 +173,13 @@ async def _run_in(
             "OPENCODE_URL": oc.url,
         }
         settings = load_settings(
-            env=env, config_path=None, flags={"mapping_file": str(tmp / "threads.json")}
+            env=env,
+            config_path=None,
+            flags={"mapping_file": str(tmp / "threads.json"), "edit_interval": interval},
         )
+        # One owner prompts every thread at once: far past a person's flood limit, on purpose.
+        unlimited = FloodSettings(burst=max(sessions, 1) * 2, refill_interval=0.001)
+        settings = msgspec.structs.replace(settings, flood=unlimited)
         bus = oc.standin.state.bus
         notify = bus.on_publish
         oc_stamps: list[float] = []
@@ -333,17 +345,21 @@ def _ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value * 1000:.0f} ms"
 
 
-def _child(sessions: int, mode: str, budget: float, words: int, chunk_delay: float) -> None:
+def _child(
+    sessions: int, mode: str, budget: float, words: int, chunk_delay: float, interval: float
+) -> None:
     logging.basicConfig(level=logging.ERROR)
-    result = trio.run(_run, sessions, mode, budget, words, chunk_delay)
+    result = trio.run(_run, sessions, mode, budget, words, chunk_delay, interval)
     sys.stdout.write(json.dumps(asdict(result)) + "\n")
 
 
-def _spawn(sessions: int, mode: str, words: int, chunk_delay: float) -> RunResult | str:
+def _spawn(
+    sessions: int, mode: str, words: int, chunk_delay: float, interval: float
+) -> RunResult | str:
     budget = BUDGET.get(sessions, DEFAULT_BUDGET)
     argv = [sys.executable, "-m", "benchmarks.bench_service", "--child", mode]
     argv += ["--sessions", str(sessions), "--words", str(words)]
-    argv += ["--chunk-delay", str(chunk_delay)]
+    argv += ["--chunk-delay", str(chunk_delay), "--edit-interval", str(interval)]
     try:
         done = subprocess.run(  # our own module, fixed arguments
             argv, capture_output=True, text=True, timeout=budget + GRACE, check=False
@@ -423,22 +439,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunk-delay", type=float, default=CHUNK_DELAY, help="seconds between streamed chunks"
     )
+    parser.add_argument(
+        "--edit-interval", type=float, default=1.0, help="the bridge's stream.edit_interval"
+    )
     parser.add_argument("--child", choices=("bridge", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sessions.split(",") if s.strip()]
     if args.child:
         budget = BUDGET.get(sizes[0], DEFAULT_BUDGET)
-        _child(sizes[0], args.child, budget, args.words, args.chunk_delay)
+        _child(sizes[0], args.child, budget, args.words, args.chunk_delay, args.edit_interval)
         return 0
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"chunk delay {args.chunk_delay} s, {args.words}-word prompts, edit interval 1.0 s,"
+        f"chunk delay {args.chunk_delay} s, {args.words}-word prompts,"
+        f" edit interval {args.edit_interval} s,"
         " one process per run\n"
     )
     rows: list[list[str]] = []
     for sessions in sizes:
-        bridge = _spawn(sessions, "bridge", args.words, args.chunk_delay)
-        base = _spawn(sessions, "baseline", args.words, args.chunk_delay)
+        bridge = _spawn(sessions, "bridge", args.words, args.chunk_delay, args.edit_interval)
+        base = _spawn(sessions, "baseline", args.words, args.chunk_delay, args.edit_interval)
         rows += _rows(sessions, bridge, base)
     print(format_table(rows))
     return 0

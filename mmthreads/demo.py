@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
+from mmthreads.core.cards import PERMISSION_PROP
 from mmthreads.core.render import session_id_from_props
 from mmthreads.errors import MmthreadsError
 from mmthreads.harness.mattermost import open_mattermost_emulator
@@ -167,9 +168,9 @@ class _Stage:
 
     async def prompt_with_tools(self, session_id: str, root_id: str) -> None:
         prompt = await self.human.post(self.dm_id, PROMPT_A, root_id=root_id)
-        card = await self.bot_post(root_id, lambda p: "waiting for approval" in p.message)
+        card = await self.bot_post(root_id, lambda p: PERMISSION_PROP in p.props)
         await self.human.react(card.id, "white_check_mark")
-        await self.bot_post(root_id, lambda p: p.message.startswith(":white_check_mark:"))
+        await self.mm.wait_post(lambda p: p.id == card.id and "**Approved once**" in p.message)
         await self._finished(session_id, root_id, prompt.id)
 
     async def prompt_plain(self, session_id: str, root_id: str) -> None:

@@ -55,7 +55,9 @@ __all__ = [
     "DEFAULT_OPENCODE_URL",
     "ENV_VARS",
     "FLAGS",
+    "ControlSettings",
     "FileSettings",
+    "FloodSettings",
     "MattermostSettings",
     "OpenCodeSettings",
     "RetryPolicies",
@@ -134,11 +136,14 @@ class SessionSettings(_Config, frozen=True, kw_only=True):
         inbox_size: Events buffered per session task before the dispatcher waits.
         adoption_window: At the first start, sessions active this many seconds ago or later
             get a thread; older ones are left alone.
+        disconnect_notice_delay: Seconds a thread's "disconnected" notice waits before it is
+            posted; a server back within them posts neither it nor the "reconnected" one.
     """
 
     queue_limit: NonNegativeInt = 20
     inbox_size: PositiveInt = 64
     adoption_window: NonNegativeFloat = 3600.0
+    disconnect_notice_delay: NonNegativeFloat = 5.0
 
 
 class FileSettings(_Config, frozen=True, kw_only=True):
@@ -149,6 +154,32 @@ class FileSettings(_Config, frozen=True, kw_only=True):
     """
 
     max_size: PositiveInt = 10 * 1024 * 1024
+
+
+class ControlSettings(_Config, frozen=True, kw_only=True):
+    """Permission and question cards in the threads.
+
+    Attributes:
+        permission_timeout: Seconds after which a permission nobody answered is rejected
+            (the model is told why); 0 waits for ever.
+        reject_reason_timeout: Seconds a ❌ reject waits for a reason (the owner's next reply
+            in the thread) before it is sent without one; 0 rejects at once.
+    """
+
+    permission_timeout: NonNegativeFloat = 1800.0
+    reject_reason_timeout: NonNegativeFloat = 60.0
+
+
+class FloodSettings(_Config, frozen=True, kw_only=True):
+    """The flood limit on an owner's posts (a token bucket per owner, ``mmthreads.core.flood``).
+
+    Attributes:
+        burst: Posts handled in a row before the limit applies.
+        refill_interval: Seconds per post regained after that (one post per this many seconds).
+    """
+
+    burst: PositiveInt = 10
+    refill_interval: PositiveFloat = 3.0
 
 
 class Timeouts(_Config, frozen=True, kw_only=True):
@@ -204,6 +235,8 @@ class Settings(_Config, frozen=True, kw_only=True):
     stream: StreamSettings = StreamSettings()
     sessions: SessionSettings = SessionSettings()
     files: FileSettings = FileSettings()
+    flood: FloodSettings = FloodSettings()
+    controls: ControlSettings = ControlSettings()
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicies = RetryPolicies()
 

@@ -38,7 +38,8 @@ def test_each_thread_holds_its_own_prompt_and_answer(played: DemoResult) -> None
     assert _texts(docs, "you") == [PROMPT_B, "One more thing"]
     answer_a = next(m for m in _texts(shop, "mmthreads") if ":checkered_flag: **Done**" in m)
     assert "Finished: tools ran OK." in answer_a.split("\n\n")
-    assert ":white_check_mark: Approved once." in _texts(shop, "mmthreads")
+    card = next(m for m in _texts(shop, "mmthreads") if m.startswith(":lock:"))
+    assert card.endswith(":white_check_mark: **Approved once** by @alice.")
     answer_b = next(m for m in _texts(docs, "mmthreads") if ":checkered_flag: **Done**" in m)
     assert f"Hello from the stub model! You said: {PROMPT_B}" in answer_b.split("\n\n")
     assert not any(PROMPT_B in m for m in _texts(shop, "mmthreads"))

@@ -2,13 +2,14 @@
 
 A command is a post whose text is ``!name`` optionally followed by arguments, matched
 case-insensitively. Each command belongs to one *lane*: the main DM (the control lane: ``!help``,
-``!sessions``, ``!status``) or a session thread (none yet; ``!models`` / ``!model`` will live
-there). The router asks the table whether a name is a command *in the lane the post was written
+``!sessions``, ``!status``) or a session thread (``!models``, ``!model``: that session's model).
+The router asks the table whether a name is a command *in the lane the post was written
 in*, so a main-DM command typed in a session thread is just text for the agent, and adding a
 thread command is one more row in :data:`COMMANDS` plus its answer function.
 
 Answers are pure: everything a command shows arrives in a :class:`CommandContext` built by the
-runtime (the user's mappings, the current time, a :class:`StatusSnapshot`).
+runtime (the user's mappings, the current time, a :class:`StatusSnapshot`, and for the model
+commands the session's :class:`~mmthreads.core.model_choice.ModelsView`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from typing import Final
 
 import msgspec
 
+from mmthreads.core.model_choice import (
+    MODELS_UNAVAILABLE,
+    ModelsView,
+    choose_model,
+    current_model_text,
+    models_text,
+)
 from mmthreads.core.render import (
     code_span,
     escape_markdown,
@@ -107,12 +115,15 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
         site_url: The Mattermost site URL, for permalinks.
         sessions: The requesting user's mappings, in any state.
         status: The bridge's health, for ``!status``.
+        models: The session's models and choice, for ``!models`` and ``!model`` (None
+            elsewhere).
     """
 
     now_ms: int
     site_url: str
     sessions: tuple[ThreadMapping, ...]
     status: StatusSnapshot
+    models: ModelsView | None = None
 
 
 #: An answer function: (arguments, context, the table it was found in) -> Mattermost markdown.
@@ -362,8 +373,23 @@ def _answer_status(args: str, ctx: CommandContext, table: CommandTable) -> str:
     return status_text(ctx.status, now_ms=ctx.now_ms)
 
 
-#: The commands of the bot. Session-thread commands (``!models``, ``!model``) slot in as rows
-#: with ``lane=Lane.SESSION_THREAD``; the router then recognizes them only inside threads.
+def _answer_models(args: str, ctx: CommandContext, table: CommandTable) -> str:
+    if ctx.models is None:
+        return f"{MODELS_UNAVAILABLE}\nThe models are listed in a session's thread."
+    return models_text(ctx.models)
+
+
+def _answer_model(args: str, ctx: CommandContext, table: CommandTable) -> str:
+    if ctx.models is None:
+        return f"{MODELS_UNAVAILABLE}\nThe model is chosen in a session's thread."
+    if not args:
+        return current_model_text(ctx.models)
+    # The runtime persists the same pick (choose_model is pure, so both agree).
+    return choose_model(ctx.models, args).text
+
+
+#: The commands of the bot. Session-thread rows (``lane=Lane.SESSION_THREAD``) are recognized
+#: only inside the thread of an active or disconnected session.
 COMMANDS: Final = CommandTable(
     (
         CommandSpec(
@@ -380,6 +406,19 @@ COMMANDS: Final = CommandTable(
             lane=Lane.MAIN_DM,
             summary="health of the bridge: connections, threads, queued prompts",
             handler=_answer_status,
+        ),
+        CommandSpec(
+            name="models",
+            lane=Lane.SESSION_THREAD,
+            summary="the models this session can use, numbered",
+            handler=_answer_models,
+        ),
+        CommandSpec(
+            name="model",
+            lane=Lane.SESSION_THREAD,
+            summary="show this session's model, or choose one",
+            usage="[<number> | <provider/model> | default]",
+            handler=_answer_model,
         ),
     )
 )

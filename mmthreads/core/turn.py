@@ -229,6 +229,35 @@ class TurnView:
             blocks.append(completion_line(elapsed_ms=elapsed, cost=cost, tokens=tokens))
         return _BLOCK_SEPARATOR.join(blocks) or WORKING
 
+    def carry_text(self, previous: TurnView) -> bool:
+        """Keep text that ``previous`` streamed but this view's snapshots lack.
+
+        OpenCode stores a text part when it starts (empty) and when it ends; the deltas in
+        between are only streamed.  A view rebuilt from the history of a server that died
+        mid-answer therefore has the part's empty (or shorter) text, while the view that
+        followed the stream has what the user already saw: that text is kept.
+
+        Args:
+            previous: The view of the same turn built from the live events.
+
+        Returns:
+            Whether any text was carried over (then :attr:`version` grew by one).
+        """
+        carried = False
+        for part_id, old in previous._parts.items():
+            state = self._parts.get(part_id)
+            if state is None or not isinstance(state.part, (TextPart, ReasoningPart)):
+                continue
+            if type(old.part) is not type(state.part):
+                continue
+            mine, theirs = state.current_text(), old.current_text()
+            if len(theirs) > len(mine) and theirs.startswith(mine):
+                state.chunks.append(theirs[len(mine) :])
+                carried = True
+        if carried:
+            self._version += 1
+        return carried
+
     # --- feeding ------------------------------------------------------------------------------
 
     def apply(self, event: AgentEvent, now_ms: int) -> bool:

@@ -8,6 +8,9 @@ can assert the exact texts.
 Everything that did not come from the assistant's own text is treated as untrusted inline text:
 titles, commands, todo entries and error messages are folded onto one line and escaped (or put in
 a code span), so a stray ``*`` or a newline in a shell command cannot break the post's layout.
+The same texts, and the reasoning, first go through :func:`~mmthreads.core.redact.redact`, so an
+obvious credential in a command, a tool's title or an error message is not posted; the
+assistant's answer text is shown exactly as written.
 
 The emoji are Mattermost system emoji names (``reference/mattermost-api.md`` §6); reactions use
 other names (``white_check_mark``, ``x``, ``infinity``, ``repeat``), so a status line is never
@@ -20,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from mmthreads.core.agent_events import Tokens
+from mmthreads.core.redact import redact
 from mmthreads.core.render import code_span, escape_markdown
 
 if TYPE_CHECKING:
@@ -113,8 +117,11 @@ def format_duration(ms: int) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    """Fold ``text`` onto one line and cut it to ``limit`` characters, ending with ``…``."""
-    one_line = " ".join(text.split())
+    """Redact ``text``, fold it onto one line and cut it to ``limit`` characters, ending with ``…``.
+
+    Redaction comes first: a cut could leave too little of a secret for its pattern to match.
+    """
+    one_line = " ".join(redact(text).split())
     if len(one_line) <= limit:
         return one_line
     return one_line[: limit - 1].rstrip() + "…"
@@ -132,11 +139,12 @@ def reasoning_line(text: str, *, streaming: bool) -> str:
         streaming: Whether that part is still being written.
 
     Returns:
-        ``:thought_balloon: _thinking…_`` or ``> :thought_balloon: _…tail_``; "" for no text.
+        ``:thought_balloon: _thinking…_`` or ``> :thought_balloon: _…tail_`` (obvious secrets
+        redacted); "" for no text.
     """
     if streaming:
         return _THINKING
-    folded = " ".join(text.split())
+    folded = " ".join(redact(text).split())
     if not folded:
         return ""
     if len(folded) > REASONING_TAIL:

@@ -16,6 +16,8 @@ directive           the turn
 ``SLOW <n>``        ``n`` text chunks ``tick `` (a long turn, to abort)
 ``LONG <n>``        a text of about ``n`` characters in paragraphs with a fenced code block
 ``ECHO_FILES``      text listing the attached files: ``Received <name> (<mime>, <n> bytes)``
+``SEND_FILE <name>`` ``Here is <name>.`` and, from the stand-in only, a ``file`` part ``<name>``
+                    (``text/plain``, :func:`sent_file_content`; a model cannot make one)
 ``FAIL_400``        the provider answers 400 (a non-retryable ``APIError``)
 ``FAIL_503``        the provider answers 503 (retried by the agent until aborted)
 ==================  =============================================================================
@@ -40,6 +42,7 @@ __all__ = [
     "chunk_text",
     "long_text",
     "plan_step",
+    "sent_file_content",
     "tool_calls_in",
 ]
 
@@ -64,6 +67,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     reasoning: str = ""
     #: How many text chunks to stream with a delay (``SLOW``); 0: stream word by word.
     slow_chunks: int = 0
+    #: A file the agent adds to its answer (``SEND_FILE``; played by the stand-in only).
+    file_name: str = ""
 
 
 class CallTool(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +195,9 @@ def plan_step(
         return Reply(text="tick " * n, slow_chunks=n)
     if "LONG" in prompt:
         return Reply(text=long_text(_number(prompt, "LONG", 20000)))
+    if "SEND_FILE" in prompt:
+        name = _argument(prompt, "SEND_FILE") or "report.txt"
+        return Reply(text=f"Here is {name}.", file_name=name)
     if "ECHO_FILES" in prompt:
         lines = [f"Received {a.filename} ({a.mime}, {a.size} bytes)" for a in attachments]
         return Reply(text="\n".join(lines) or "Received no files")
@@ -197,6 +205,11 @@ def plan_step(
         reasoning="Thinking about the greeting.",
         text=f"Hello from the stub model! You said: {prompt}",
     )
+
+
+def sent_file_content(name: str) -> bytes:
+    """What the file of ``SEND_FILE <name>`` holds."""
+    return f"contents of {name}\n".encode()
 
 
 def chunk_text(text: str, slow_chunks: int = 0) -> list[str]:

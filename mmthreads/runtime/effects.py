@@ -32,30 +32,35 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
+from mmthreads.core.actions import DisconnectedNotice, ReconnectedNotice
+from mmthreads.core.files import decode_data_uri, refusal, safe_filename
 from mmthreads.core.render import render_notice
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge, MappingFileError
 from mmthreads.mapping import iso_timestamp
-from mmthreads.runtime.outbox import Outbox, PostRef, Priority
+from mmthreads.runtime.outbox import Delayed, Outbox, PostRef, Priority
 from mmthreads.runtime.recovery import turn_props
 from mmthreads.wire.opencode_rest import FilePartInput, TextPartInput
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from mmthreads.adapters.mattermost_rest import MattermostClient
     from mmthreads.adapters.opencode import OpenCodeClient
     from mmthreads.core.actions import Notice
+    from mmthreads.core.agent_events import FilePart
     from mmthreads.core.events import PromptReceived
     from mmthreads.mapping import ThreadMapping
     from mmthreads.mapping_index import MappingIndex
     from mmthreads.mapping_store import MappingStore
     from mmthreads.runtime.session_runner import TurnKey
+    from mmthreads.wire.opencode_normalise import ModelInfo, ProviderCatalog
     from mmthreads.wire.opencode_rest import PartInput
 
 __all__ = [
     "ACK_EMOJI",
     "FILE_NOT_SENT",
+    "FILE_NOT_SHARED",
     "PROMPT_NOT_SENT",
     "Bridge",
     "ServiceEffects",
@@ -70,6 +75,8 @@ ACK_EMOJI: Final = "white_check_mark"
 PROMPT_NOT_SENT: Final = ":warning: **Prompt not sent**"
 #: The heading of the notice about an attached file that could not be forwarded.
 FILE_NOT_SENT: Final = ":warning: **File not sent**"
+#: The heading of the notice about a file of the agent's that could not be uploaded.
+FILE_NOT_SHARED: Final = ":warning: **File not uploaded**"
 _FINAL: Final = frozenset({ThreadState.ENDED, ThreadState.ORPHANED})
 
 
@@ -94,8 +101,11 @@ class Bridge:
         queue_limit: Prompts kept per thread while its server is unreachable.
         inbox_size: Events buffered per thread task.
         max_file_size: Largest attachment forwarded to OpenCode, in bytes.
+        disconnect_notice_delay: Seconds a "disconnected" notice is held back; a server back
+            within them posts neither it nor the "reconnected" notice.
         started_ms: When the service started.
         default_models: The default model found per server (filled on first use).
+        catalogs: The model catalog read per server (filled with the default model).
         outbox: Every write to Mattermost (the service runs it).
     """
 
@@ -110,8 +120,10 @@ class Bridge:
     queue_limit: int
     inbox_size: int
     max_file_size: int = 10 * 1024 * 1024
+    disconnect_notice_delay: float = 0.0
     started_ms: int = field(default_factory=now_ms)
     default_models: dict[str, tuple[str, str]] = field(default_factory=dict)
+    catalogs: dict[str, ProviderCatalog] = field(default_factory=dict)
     outbox: Outbox = field(init=False)
     _save_requested: int = field(default=0, init=False)
     _saved: int = field(default=0, init=False)
@@ -157,6 +169,22 @@ class Bridge:
         self.index.put(mapping)
         await self.persist()
 
+    async def model_info(self, mapping: ThreadMapping) -> ModelInfo | None:
+        """What the session's model can take (from its server's catalog), None if unknown."""
+        try:
+            chosen = await self.model_for(mapping)
+            if chosen is None:
+                return None
+            client = self.server_of(mapping)
+            catalog = self.catalogs.get(client.server)
+            if catalog is None:
+                catalog = await client.providers(mapping.directory)
+                self.catalogs[client.server] = catalog
+        except AgentError as exc:
+            logger.warning("cannot read the models of %s: %s", mapping.opencode_server, exc)
+            return None
+        return catalog.find(*chosen)
+
     async def model_for(self, mapping: ThreadMapping) -> tuple[str, str] | None:
         """The model to prompt with: the session's choice, else its server's default."""
         if "/" in mapping.model:
@@ -167,6 +195,7 @@ class Bridge:
         if cached is not None:
             return cached
         catalog = await client.providers(mapping.directory)
+        self.catalogs[client.server] = catalog
         chosen = catalog.default_model()
         if chosen is not None:
             self.default_models[client.server] = chosen
@@ -194,6 +223,8 @@ class ServiceEffects:
         self._on_final = on_final
         # Per session, per turn: the [post, text shown] of each of the turn's posts.
         self._turn_posts: dict[str, dict[TurnKey, list[_Shown]]] = {}
+        self._held: dict[str, Delayed] = {}  # "disconnected" notices not posted yet
+        self._open_turns: dict[str, set[TurnKey]] = {}  # shown, but not as final yet
 
     def __repr__(self) -> str:
         return f"<ServiceEffects sessions={len(self._turn_posts)}>"
@@ -222,9 +253,25 @@ class ServiceEffects:
         )
 
     async def post_notice(self, session_id: str, notice: Notice) -> None:
-        """Post a lifecycle notice in the session's thread."""
+        """Post a lifecycle notice in the session's thread.
+
+        A "disconnected" notice is held back for ``disconnect_notice_delay`` seconds: the next
+        notice of the thread calls it off if it was not posted yet, and a "reconnected" notice
+        that called it off is not posted either (the user saw no gap, so nothing to close).
+        """
         mapping = self._mapping(session_id)
-        self.post_in_thread(mapping, render_notice(notice, mapping=mapping))
+        text = render_notice(notice, mapping=mapping)
+        held = self._held.pop(session_id, None)
+        delay = self.bridge.disconnect_notice_delay
+        if isinstance(notice, DisconnectedNotice) and delay > 0:
+            self._held[session_id] = self.bridge.outbox.post_later(
+                delay, mapping.dm_channel_id, text, root_id=mapping.thread_root_post_id
+            )
+            return
+        if held is not None and held.cancel() and isinstance(notice, ReconnectedNotice):
+            logger.info("session %s: its server was back within %.3g s", session_id, delay)
+            return
+        self.post_in_thread(mapping, text)
 
     async def reply_to_post(self, session_id: str, post_id: str, notice: Notice) -> None:
         """Answer an owner's post; replies live in the thread (Mattermost has no sub-threads)."""
@@ -261,17 +308,31 @@ class ServiceEffects:
             mapping.thread_root_post_id, PostRef(prompt.post_id), self.bridge.bot_user_id, ACK_EMOJI
         )
         changes = {"last_prompt": prompt.text, "last_activity_at": _iso_now()}
-        await self.bridge.update_mapping(msgspec.structs.replace(mapping, **changes))
+        # Read again: the mapping may have changed while the prompt was sent (``!model``).
+        current = self._mapping(session_id)
+        await self.bridge.update_mapping(msgspec.structs.replace(current, **changes))
         return True
 
     async def _file_part(self, mapping: ThreadMapping, file_id: str) -> FilePartInput | None:
-        """An attached file as a prompt part (a data URI), or None after telling the user."""
+        """An attached file as a prompt part (a data URI), or None after telling the user.
+
+        The file must fit ``max_file_size`` and be something the session's model can take
+        (``core.files.refusal``); its name is made safe before OpenCode sees it.
+        """
         chat = self.bridge.chat
+        limit = self.bridge.max_file_size
         try:
             info = await chat.get_file_info(file_id)
-            data = await chat.get_file(file_id, max_bytes=self.bridge.max_file_size)
+            name = safe_filename(info.name)
+            if info.size > limit:
+                raise ChatFileTooLarge(file_id, limit)
+            mime = info.mime_type or "application/octet-stream"
+            why = refusal(mime, await self.bridge.model_info(mapping))
+            if why is not None:
+                self.post_in_thread(mapping, f"{FILE_NOT_SENT}\n`{name}` was left out: {why}.")
+                return None
+            data = await chat.get_file(file_id, max_bytes=limit)
         except ChatFileTooLarge:
-            limit = self.bridge.max_file_size
             self.post_in_thread(
                 mapping, f"{FILE_NOT_SENT}\nA file is larger than {limit} bytes; it was left out."
             )
@@ -280,9 +341,35 @@ class ServiceEffects:
             logger.warning("cannot fetch file %s: %s", file_id, exc)
             self.post_in_thread(mapping, f"{FILE_NOT_SENT}\n{exc}")
             return None
-        mime = info.mime_type or "application/octet-stream"
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-        return FilePartInput(mime=mime, url=url, filename=info.name or None)
+        return FilePartInput(mime=mime, url=url, filename=name)
+
+    async def share_files(self, session_id: str, files: Sequence[FilePart]) -> None:
+        """Upload files the agent produced into the thread, one post each.
+
+        Only ``data:`` URIs are uploaded (``core.files.decode_data_uri``): a file OpenCode only
+        names by path or URL is never read, and one over ``max_file_size`` is not uploaded;
+        both are said in the thread.
+        """
+        mapping = self._mapping(session_id)
+        limit = self.bridge.max_file_size
+        for part in files:
+            name = safe_filename(part.filename)
+            decoded = decode_data_uri(part.url, max_bytes=limit)
+            if decoded is None:
+                why = (
+                    f"it is larger than {limit} bytes"
+                    if part.url.startswith("data:")
+                    else "OpenCode named it by a path, which the bridge does not read"
+                )
+                self.post_in_thread(mapping, f"{FILE_NOT_SHARED}\n`{name}`: {why}.")
+                continue
+            self.bridge.outbox.post(
+                mapping.dm_channel_id,
+                f":paperclip: `{name}`",
+                root_id=mapping.thread_root_post_id,
+                upload=(name, decoded[1]),
+            )
 
     async def persist(self, session_id: str, status: ThreadState, ended_at_ms: int | None) -> None:
         """Write the thread's new status (and end time) to the mapping file."""
@@ -311,6 +398,11 @@ class ServiceEffects:
         shown = turns.setdefault(turn_key, [])
         while len(turns) > self.KEPT_TURNS:
             del turns[next(iter(turns))]
+        open_turns = self._open_turns.setdefault(session_id, set())
+        if final:
+            open_turns.discard(turn_key)
+        else:
+            open_turns.add(turn_key)
         priority = Priority.URGENT if final else Priority.PROGRESS
         for number, text in enumerate(posts):
             mark = final and number == 0
@@ -340,10 +432,23 @@ class ServiceEffects:
         """
         turns = self._turn_posts.setdefault(session_id, {})
         turns[turn_key] = [_Shown(PostRef(post_id), text) for post_id, text in posts]
+        self._open_turns.setdefault(session_id, set()).add(turn_key)
+
+    def may_have_unfinished(self, session_id: str) -> bool:
+        """Whether the thread may show an answer whose end was not shown.
+
+        True until this process has shown a turn of the session (the thread may hold one from
+        before a restart), then only while a turn it showed is not final.
+        """
+        if session_id not in self._turn_posts:
+            return True
+        return bool(self._open_turns.get(session_id))
 
     def forget(self, session_id: str) -> None:
         """Drop what is kept about a session's turns (its thread has ended)."""
         self._turn_posts.pop(session_id, None)
+        self._open_turns.pop(session_id, None)
+        self._held.pop(session_id, None)
 
 
 class _Shown:

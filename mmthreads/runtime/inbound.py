@@ -4,13 +4,20 @@
 :func:`~mmthreads.core.router.route`; the decision is carried out here: commands are answered in
 the main DM, refusals and unknown threads get the spec's texts, a post in an ended thread gets
 "Session ended", and a prompt goes to exactly its session's runner. The owner's reactions in a
-session's thread answer its pending permission (✅ once, ♾️ always, ❌ reject), abort its run
-(🛑) or send the thread's last prompt again (🔁); each is confirmed in the thread.
+session's thread answer its pending permission (✅ once, ♾️ always, ❌ reject; see
+``mmthreads.runtime.controls``), abort its run (🛑) or send the thread's last prompt again (🔁);
+each is confirmed in the thread (a permission by the edit of its card). While a question or a
+reject's reason is awaited in a thread, a reply there is that answer, not a prompt.
 
 Every post is handled exactly once: the :class:`~mmthreads.runtime.cursor.InboundCursor` records
 the posts handled. When the WebSocket connects for the first time (start-up) or comes back
 without resuming, events of the gap are lost: the posts of every owner DM created since the
 cursor are fetched over REST and routed like live ones, oldest first.
+
+An owner's posts pass a flood limit (:class:`~mmthreads.core.flood.FloodGate`) before anything
+is done with them: past the burst they are dropped, and the first dropped post of a flood gets
+one notice where it was written. Commands typed in a session's thread (``!models``, ``!model``)
+are carried out by ``mmthreads.runtime.thread_commands``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from mmthreads.core.commands import (
     unknown_command_text,
 )
 from mmthreads.core.events import PromptReceived
+from mmthreads.core.flood import FloodGate, flood_notice
 from mmthreads.core.render import PROMPT_REFUSED, SESSION_ENDED, THREAD_NOT_RECOGNIZED
 from mmthreads.core.router import (
     Ignored,
@@ -51,6 +59,8 @@ from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError
 from mmthreads.runtime.cursor import InboundCursor, cursor_path
 from mmthreads.runtime.effects import now_ms
+from mmthreads.runtime.thread_commands import run_thread_command
+from mmthreads.settings import FloodSettings
 
 if TYPE_CHECKING:
     import trio
@@ -74,11 +84,7 @@ _REACTIONS: Final = {
     "octagonal_sign": "abort",
     "repeat": "repeat",
 }
-_PERMISSION_REPLIES: Final = {
-    "once": ":white_check_mark: Approved once.",
-    "always": ":infinity: Approved always (for this request's patterns).",
-    "reject": ":x: Rejected.",
-}
+_PERMISSION_REPLIES: Final = frozenset({"once", "always", "reject"})
 #: A ``since`` query answers at most this many posts (reference §1.7).
 _SINCE_CAP: Final = 1000
 _LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
@@ -97,6 +103,7 @@ class ChatInbound:
         mapping_path: Shown by ``!status``.
         cursor: The posts already handled (an in-memory one starting now when omitted).
         servers: The OpenCode servers' states for ``!status`` (else only "connected").
+        flood: The flood limit on the owners' posts (default: ``FloodSettings()``'s).
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class ChatInbound:
         mapping_path: str,
         cursor: InboundCursor | None = None,
         servers: ServerTracker | None = None,
+        flood: FloodSettings | None = None,
     ) -> None:
         self.identity: Final = identity
         self.registry: Final = registry
@@ -118,6 +126,8 @@ class ChatInbound:
             cursor_path(Path(mapping_path)), start_ms=now_ms()
         )
         self._servers = servers
+        limits = flood if flood is not None else FloodSettings()
+        self.flood: Final = FloodGate(burst=limits.burst, refill_interval=limits.refill_interval)
 
     def __repr__(self) -> str:
         return f"<ChatInbound connected={self.connected}>"
@@ -178,13 +188,18 @@ class ChatInbound:
         self.cursor.mark(post)
         bridge = self.registry.bridge
         decision = route(post, threads=bridge.index, auth=self._auth, sender=sender)
+        if not isinstance(decision, Ignored) and not await self._admit(post):
+            return
         match decision:
             case Ignored(reason=reason):
                 if post.user_id != self.identity.bot_user_id:
                     logger.info("ignored post %s: %s", post.id, reason.value)
             case RunCommand(command=name, args=args, session_id=session_id):
-                lane = Lane.SESSION_THREAD if session_id else Lane.MAIN_DM
-                answer = answer_command(name, args, self._context(post.user_id), lane=lane)
+                context = self._context(post.user_id)
+                if session_id:
+                    answer = await run_thread_command(bridge, session_id, name, args, context)
+                else:
+                    answer = answer_command(name, args, context, lane=Lane.MAIN_DM)
                 await self._answer(post, answer)
             case UnknownCommand(command=name):
                 await self._answer(post, unknown_command_text(name, COMMANDS))
@@ -195,6 +210,9 @@ class ChatInbound:
             case SessionEnded():
                 await self._answer(post, SESSION_ENDED)
             case Prompt(session_id=session_id, text=text, file_ids=file_ids, post_id=post_id):
+                # While a question or a reject's reason is awaited, the reply is that answer.
+                if await self.registry.controls.intercept(session_id, post):
+                    return
                 prompt = PromptReceived(
                     post_id=post_id, text=text, file_ids=file_ids, at_ms=post.create_at
                 )
@@ -220,13 +238,27 @@ class ChatInbound:
             mapping is None
             or mapping.mattermost_user_id != event.user_id
             or mapping.dm_channel_id != post.channel_id
-            or mapping.status not in _LIVE
         ):
             logger.info("reaction %s on %s ignored", event.emoji_name, event.post_id)
             return
-        answer = await self._react(mapping, action, event.post_id)
-        await bridge.chat.create_post(
-            mapping.dm_channel_id, answer, root_id=mapping.thread_root_post_id
+        if mapping.status not in _LIVE:
+            # Answered like a post in an ended thread.
+            self._reply_in_thread(mapping, SESSION_ENDED)
+            return
+        if action in _PERMISSION_REPLIES:
+            # The card's edit confirms the answer; a reply only when there is no card to edit.
+            reply = await self.registry.controls.react(
+                mapping, action, event.post_id, event.user_id
+            )
+            answer = reply if reply is not None else ""
+        else:
+            answer = await self._react(mapping, action, event.post_id)
+        if answer:
+            self._reply_in_thread(mapping, answer)
+
+    def _reply_in_thread(self, mapping: ThreadMapping, message: str) -> None:
+        self.registry.bridge.outbox.post(
+            mapping.dm_channel_id, message, root_id=mapping.thread_root_post_id
         )
 
     async def _react(self, mapping: ThreadMapping, action: str, post_id: str) -> str:
@@ -234,14 +266,6 @@ class ChatInbound:
         client = registry.bridge.server_of(mapping)
         session_id = mapping.session_id
         try:
-            if action in _PERMISSION_REPLIES:
-                pending = registry.pending_permissions.get(session_id)
-                if pending is None:
-                    return "No permission is waiting for an answer in this thread."
-                await client.reply_permission(
-                    pending.request_id, session_id, mapping.directory, action
-                )
-                return _PERMISSION_REPLIES[action]
             if action == "abort":
                 await client.abort(session_id, mapping.directory)
                 return ":octagonal_sign: Stopping the current run."
@@ -253,6 +277,26 @@ class ChatInbound:
         if not await registry.deliver(session_id, prompt):
             return _NOT_FOLLOWED
         return ":repeat: Sending the last prompt again."
+
+    async def _admit(self, post: Post) -> bool:
+        """Whether the flood limit lets an owner's post through (the first one it stops is told).
+
+        The post's own creation time is the clock: posts caught up after a gap are judged by
+        when they were written.
+        """
+        admission = self.flood.admit(post.user_id, post.create_at / 1000)
+        if admission.allowed:
+            return True
+        logger.warning("post %s of %s not handled: flood limit", post.id, post.user_id)
+        if admission.notify:
+            until_ms = post.create_at + int(admission.retry_after * 1000)
+            notice = flood_notice(
+                burst=self.flood.burst,
+                refill_interval=self.flood.refill_interval,
+                until_ms=until_ms,
+            )
+            await self._answer(post, notice)
+        return False
 
     async def _answer(self, post: Post, message: str) -> None:
         # In the main DM the answer is a new post; in a thread it is a reply in that thread.

@@ -28,6 +28,9 @@ reactions of a post that could not be created.  Creating a post is not idempoten
 post carries a random marker in its props (:data:`MARKER_PROP`); when a failed create may have
 reached the server, the channel's recent posts are searched for the marker before posting again.
 
+Delayed posts.  :meth:`Outbox.post_later` enqueues a post after a delay unless it is called off
+first (a notice that may turn out to be moot); the lane's other writes do not wait for it.
+
 Pacing.  The REST client keeps the server's latest ``X-Ratelimit-*`` headers; when the bucket is
 nearly empty, workers wait for one request's worth of refill instead of running into 429s.
 """
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 
     from mmthreads.adapters.mattermost_rest import MattermostClient
 
-__all__ = ["DEFAULT_OUTAGE_POLICY", "MARKER_PROP", "Outbox", "PostRef", "Priority"]
+__all__ = ["DEFAULT_OUTAGE_POLICY", "MARKER_PROP", "Delayed", "Outbox", "PostRef", "Priority"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,23 @@ class PostRef:
         return self.id
 
 
+class Delayed:
+    """A post queued to be enqueued later (:meth:`Outbox.post_later`); it can be called off."""
+
+    __slots__ = ("_scope", "enqueued")
+
+    def __init__(self) -> None:
+        self.enqueued = False
+        self._scope = trio.CancelScope()
+
+    def cancel(self) -> bool:
+        """Call the post off; False if it was enqueued already (then it will be posted)."""
+        if self.enqueued:
+            return False
+        self._scope.cancel()
+        return True
+
+
 @dataclass(slots=True, eq=False)
 class _Create:
     ref: PostRef
@@ -112,6 +132,7 @@ class _Create:
     file_ids: tuple[str, ...]
     priority: Priority
     enqueued_ms: int
+    upload: tuple[str, bytes] | None = None  # (file name, data) to attach, uploaded first
     maybe_sent: bool = False
 
 
@@ -176,6 +197,7 @@ class Outbox:
         self._pending = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._nursery: trio.Nursery | None = None
         self.failed_writes = 0
 
     def __repr__(self) -> str:
@@ -196,16 +218,43 @@ class Outbox:
         root_id: str = "",
         props: Mapping[str, object] | None = None,
         file_ids: tuple[str, ...] = (),
+        upload: tuple[str, bytes] | None = None,
         priority: Priority = Priority.URGENT,
     ) -> PostRef:
-        """Queue a new post (a reply in ``root_id``'s thread, or a top-level post)."""
+        """Queue a new post (a reply in ``root_id``'s thread, or a top-level post).
+
+        Args:
+            upload: ``(file name, data)`` of a file to upload and attach to the post.
+        """
         ref = PostRef()
         marked = {**(props or {}), MARKER_PROP: secrets.token_hex(8)}
         op = _Create(
-            ref, channel_id, message, root_id, marked, file_ids, priority, self._clock_ms()
+            ref, channel_id, message, root_id, marked, file_ids, priority, self._clock_ms(), upload
         )
         self._append(root_id or channel_id, op)
         return ref
+
+    def post_later(
+        self, delay: float, channel_id: str, message: str, *, root_id: str = ""
+    ) -> Delayed:
+        """Queue an urgent post ``delay`` seconds from now, unless :meth:`Delayed.cancel` is
+        called first.  Other writes of its lane are not held up meanwhile.
+
+        Raises:
+            RuntimeError: The outbox is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the outbox is not running")
+        delayed = Delayed()
+
+        async def enqueue_when_due() -> None:
+            with delayed._scope:
+                await trio.sleep(delay)
+                delayed.enqueued = True
+                self.post(channel_id, message, root_id=root_id)
+
+        self._nursery.start_soon(enqueue_when_due)
+        return delayed
 
     def edit(
         self,
@@ -285,6 +334,7 @@ class Outbox:
         async with trio.open_nursery() as nursery:
             for number in range(self._workers):
                 nursery.start_soon(self._work, name=f"outbox worker {number}")
+            self._nursery = nursery
             task_status.started()
 
     async def drain(self) -> None:
@@ -348,6 +398,10 @@ class Outbox:
                 if op.maybe_sent and (found := await self._find(op)) is not None:
                     op.ref._settle(found)
                     return
+                if op.upload is not None and not op.file_ids:
+                    name, data = op.upload
+                    info = await chat.upload_file(op.channel_id, name, data)
+                    op.file_ids = (info.id,)  # a retry attaches it, not a second upload
                 post = await chat.create_post(
                     op.channel_id,
                     op.message,

@@ -149,6 +149,7 @@ async def _run(
             queue_limit=settings.sessions.queue_limit,
             inbox_size=settings.sessions.inbox_size,
             max_file_size=settings.files.max_size,
+            disconnect_notice_delay=settings.sessions.disconnect_notice_delay,
         )
         try:
             await _run_tasks(settings, bridge, identity, cursor, token, trigger, phase, task_status)
@@ -183,6 +184,7 @@ async def _run_tasks(
             dm_channel_id=dm,
             restart_policy=settings.retry.restart,
             adoption_window=settings.sessions.adoption_window,
+            controls=settings.controls,
         )
         logger.info("re-attached %d thread(s)", registry.reattach())
         tracker = ServerTracker(bridge.servers)
@@ -192,6 +194,7 @@ async def _run_tasks(
             mapping_path=str(settings.mapping_file),
             cursor=cursor,
             servers=tracker,
+            flood=settings.flood,
         )
         nursery.start_soon(_flush_cursor, cursor)
         chat_send, chat_receive = trio.open_memory_channel[ChatEvent](settings.sessions.inbox_size)

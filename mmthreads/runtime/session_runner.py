@@ -264,13 +264,14 @@ async def run_session(
 class _Turn:
     """One turn: its view, and what of it was shown last."""
 
-    __slots__ = ("key", "shown_posts", "shown_version", "view")
+    __slots__ = ("key", "shared_files", "shown_posts", "shown_version", "view")
 
     def __init__(self, key: TurnKey, view: TurnView) -> None:
         self.key = key
         self.view = view
         self.shown_version = view.version  # a turn without output has nothing to show
         self.shown_posts: list[str] | None = None  # None: never shown
+        self.shared_files: set[str] = set()  # part ids of the files put into the thread
 
     @property
     def dirty(self) -> bool:
@@ -390,6 +391,11 @@ class _Runner:
     async def _resume(self, item: _Resume) -> None:
         """Put a turn rebuilt from history in place of what this runner had of it (if any)."""
         turn = _Turn(item.key, item.view)
+        # Files of a rebuilt turn may have been put into the thread before: never twice.
+        turn.shared_files.update(f.part_id for f in item.view.file_parts())
+        for known in self._turns():
+            if known.key == item.key:
+                turn.view.carry_text(known.view)  # history lacks what was only streamed
         self._running = deque(t for t in self._running if t.key != item.key)
         if self._finished is not None and self._finished.key == item.key:
             self._finished = None
@@ -430,3 +436,7 @@ class _Runner:
         final = turn.view.is_finished
         await self._effects.show_turn(self._session_id, turn.key, posts, final=final)
         turn.shown_posts = posts
+        files = [f for f in turn.view.file_parts() if f.part_id not in turn.shared_files]
+        if files:
+            turn.shared_files.update(f.part_id for f in files)
+            await self._effects.share_files(self._session_id, files)

@@ -10,7 +10,9 @@ into thread events:
 * a new top-level, unarchived session (``SessionUpserted(created=True)``) gets a thread: a root
   post in the first owner's DM, a mapping saved to the file, a runner started;
 * a later title is written into the root post, an archive ends the thread, a deletion ends it;
-* every other event of a followed session goes to that session's runner, in stream order;
+* permission and question requests also go to :class:`~mmthreads.runtime.controls.Controls`,
+  which posts their cards; every other event of a followed session goes to that session's
+  runner, in stream order;
 * a lost stream disconnects the server's threads; a (re)connected one looks each of them up
   (:func:`~mmthreads.adapters.opencode_events.reconcile`) and restores or orphans it, and
   sessions found without a thread that were active within the adoption window get one;
@@ -19,9 +21,10 @@ into thread events:
   (:func:`~mmthreads.runtime.recovery.recover_answer`).
 
 Creation is race-free per session id: the first trigger makes the thread while later ones wait
-for it and then find the mapping. Before posting, the DM's recent posts are searched for a root
-that already carries the session id in its props, so a crash between posting the root and saving
-the mapping does not give the session a second thread.
+for it and then find the mapping. Before posting, the roots found in the DM's recent posts (read
+once, at the first creation) are searched for one that already carries the session id in its
+props, so a crash between posting the root and saving the mapping does not give the session a
+second thread.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from mmthreads.core.render import root_post, root_post_props, session_id_from_pr
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, MmthreadsError, StreamerGaveUp
 from mmthreads.mapping import ThreadMapping, iso_timestamp
+from mmthreads.runtime.card_store import cards_path
+from mmthreads.runtime.controls import Controls
 from mmthreads.runtime.effects import ServiceEffects, now_ms
 from mmthreads.runtime.outbox import PostRef
 from mmthreads.runtime.recovery import recover_answer
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
     from mmthreads.core.events import ThreadEvent
     from mmthreads.runtime.effects import Bridge
     from mmthreads.runtime.session_runner import SessionHandle
+    from mmthreads.settings import ControlSettings
 
 __all__ = ["SessionRegistry", "generated_title", "short_id"]
 
@@ -64,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 #: How many of the DM's newest posts are searched for an existing root before posting one.
 ROOT_SEARCH_POSTS: Final = 200
+#: Threads read at once when answers are recovered after a (re)connect.
+RECOVERY_CONCURRENCY: Final = 8
 _LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
 _DEFAULT_TITLE: Final = re.compile(r"(New|Child) session - \d{4}-\d\d-\d\dT")
 
@@ -101,6 +109,7 @@ class SessionRegistry:
         restart_policy: Backoff and bound for restarting a failed runner.
         adoption_window: Seconds: a session without a thread found when a server (re)connects
             gets one if it was active this recently.
+        controls: Timeouts of the permission and question cards.
     """
 
     def __init__(
@@ -112,6 +121,7 @@ class SessionRegistry:
         dm_channel_id: str,
         restart_policy: RetryPolicy,
         adoption_window: float = 0.0,
+        controls: ControlSettings | None = None,
     ) -> None:
         self.bridge: Final = bridge
         self.effects: Final = ServiceEffects(bridge, on_final=self._close_later)
@@ -124,9 +134,13 @@ class SessionRegistry:
         # Set once a starting runner's handle is published; senders wait for it.
         self._ready: dict[str, trio.Event] = {}
         self._creating: dict[str, trio.Event] = {}
+        # Session id -> root found in the DM at the first creation (see _existing_root).
+        self._earlier_roots: dict[str, str] | None = None
         self.connected: dict[str, bool] = {}
-        #: The latest permission request of each session still waiting for an answer.
-        self.pending_permissions: dict[str, ae.PermissionAsked] = {}
+        #: The permissions and questions waiting for the owner, and their cards.
+        self.controls: Final = Controls(
+            bridge, nursery, settings=controls, path=cards_path(bridge.store.path)
+        )
         self._all_stopped = trio.Event()
         self._all_stopped.set()
 
@@ -236,13 +250,14 @@ class SessionRegistry:
             case ae.AgentStreamConnected():
                 self.connected[client.server] = True
                 await self._restore(client)
-            case ae.PermissionAsked(session_id=session_id):
-                self.pending_permissions[session_id] = event
-                await self.deliver(session_id, event)
-            case ae.PermissionReplied(session_id=session_id, request_id=request_id):
-                pending = self.pending_permissions.get(session_id)
-                if pending is not None and pending.request_id == request_id:
-                    del self.pending_permissions[session_id]
+                self._nursery.start_soon(self.controls.recheck, client)
+            case (
+                ae.PermissionAsked(session_id=session_id)
+                | ae.PermissionReplied(session_id=session_id)
+                | ae.QuestionAsked(session_id=session_id)
+                | ae.QuestionResolved(session_id=session_id)
+            ):
+                self.controls.on_agent_event(client, event)
                 await self.deliver(session_id, event)
             case ae.AgentStreamLost(reason=reason):
                 self.connected[client.server] = False
@@ -299,6 +314,7 @@ class SessionRegistry:
         except AgentError as exc:
             logger.warning("cannot look the sessions of %s up: %s", client.server, exc)
             return
+        to_recover: list[tuple[str, bool, SessionHandle]] = []
         for session_id in known:
             handle = self.handles.get(session_id)
             if handle is None:
@@ -308,10 +324,20 @@ class SessionRegistry:
                 await self.deliver(session_id, AgentRestored(session_exists=exists))
             elif not exists:
                 await self.deliver(session_id, SessionGone())
-            if exists:
-                # An answer cut off by a restart (or by the drop) is completed from history.
+            if exists and self.effects.may_have_unfinished(session_id):
                 busy = found.status_of(session_id) != "idle"
+                to_recover.append((session_id, busy, handle))
+        # An answer cut off by a restart (or by the drop) is completed from history; the
+        # threads are read a few at a time.
+        limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
+
+        async def recover(session_id: str, busy: bool, handle: SessionHandle) -> None:
+            async with limiter:
                 await recover_answer(self.effects, session_id, busy=busy, handle=handle)
+
+        async with trio.open_nursery() as nursery:
+            for session_id, busy, handle in to_recover:
+                nursery.start_soon(recover, session_id, busy, handle)
         await self._adopt(client, found.sessions.values())
 
     async def _adopt(self, client: OpenCodeClient, sessions: Iterable[ae.SessionInfo]) -> None:
@@ -386,13 +412,19 @@ class SessionRegistry:
         return msgspec.structs.replace(mapping, thread_root_post_id=root_id)
 
     async def _existing_root(self, session_id: str) -> str | None:
-        page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
-        for post in page.in_order():
-            if (
-                post.user_id == self.bridge.bot_user_id
+        """A root of the session posted before this process started (then crashed unsaved).
+
+        The DM's newest posts are read once, at the first creation; roots posted since are
+        in the index already, so later creations cost no search.
+        """
+        if self._earlier_roots is None:
+            page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
+            self._earlier_roots = {
+                found: post.id
+                for post in page.in_order()
+                if post.user_id == self.bridge.bot_user_id
                 and not post.root_id
                 and not post.delete_at
-                and session_id_from_props(post.props) == session_id
-            ):
-                return post.id
-        return None
+                and (found := session_id_from_props(post.props)) is not None
+            }
+        return self._earlier_roots.get(session_id)

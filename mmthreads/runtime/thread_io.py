@@ -15,7 +15,10 @@ from mmthreads.core.agent_events import AgentEvent
 from mmthreads.core.events import ThreadEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mmthreads.core.actions import Notice
+    from mmthreads.core.agent_events import FilePart
     from mmthreads.core.events import PromptReceived
     from mmthreads.core.states import ThreadState
 
@@ -76,3 +79,6 @@ class ThreadEffects(Protocol):
 
         ``final`` says the render is the turn's last state (the turn finished).
         """
+
+    async def share_files(self, session_id: str, files: Sequence[FilePart]) -> None:
+        """Put files the agent produced (``file`` parts, each once) into the session's thread."""

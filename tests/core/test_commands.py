@@ -89,6 +89,16 @@ HELP = """\
 - `!help` — list the commands
 - `!sessions` — active sessions, newest first, with links to their threads
 - `!status` — health of the bridge: connections, threads, queued prompts
+**In a session thread**
+- `!models` — the models this session can use, numbered
+- `!model [<number> | <provider/model> | default]` — show this session's model, or choose one
+To prompt a session, reply in its thread."""
+
+MAIN_HELP = """\
+**Commands** (type them here, in the main DM)
+- `!help` — list the commands
+- `!sessions` — active sessions, newest first, with links to their threads
+- `!status` — health of the bridge: connections, threads, queued prompts
 To prompt a session, reply in its thread."""
 
 SESSIONS_ANSWER = """\
@@ -131,15 +141,18 @@ def test_parse_command(text: str, parsed: tuple[str, str] | None) -> None:
     assert parse_command(text) == parsed
 
 
-def test_the_table_holds_the_main_dm_commands() -> None:
+def test_the_table_holds_the_commands_of_both_lanes() -> None:
     assert [(s.name, s.lane) for s in COMMANDS.specs] == [
         ("help", Lane.MAIN_DM),
         ("sessions", Lane.MAIN_DM),
         ("status", Lane.MAIN_DM),
+        ("models", Lane.SESSION_THREAD),
+        ("model", Lane.SESSION_THREAD),
     ]
     assert COMMANDS.lookup(Lane.MAIN_DM, "sessions") is COMMANDS.specs[1]
     assert COMMANDS.lookup(Lane.SESSION_THREAD, "sessions") is None
-    assert COMMANDS.in_lane(Lane.SESSION_THREAD) == ()
+    assert COMMANDS.lookup(Lane.MAIN_DM, "models") is None
+    assert [s.name for s in COMMANDS.in_lane(Lane.SESSION_THREAD)] == ["models", "model"]
 
 
 def _noop(args: str, ctx: CommandContext, table: CommandTable) -> str:
@@ -161,7 +174,7 @@ def test_help() -> None:
 def test_help_lists_session_thread_commands_separately() -> None:
     table = CommandTable(
         [
-            *COMMANDS.specs,
+            *COMMANDS.in_lane(Lane.MAIN_DM),
             CommandSpec(
                 name="model",
                 lane=Lane.SESSION_THREAD,
@@ -172,7 +185,7 @@ def test_help_lists_session_thread_commands_separately() -> None:
         ]
     )
     assert answer_command("help", "", CTX, table=table) == (
-        HELP.removesuffix("To prompt a session, reply in its thread.")
+        MAIN_HELP.removesuffix("To prompt a session, reply in its thread.")
         + "**In a session thread**\n"
         + "- `!model <provider/model>` — choose the model\n"
         + "To prompt a session, reply in its thread."

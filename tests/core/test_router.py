@@ -245,7 +245,7 @@ def _model_command(args: str, ctx: object, table: CommandTable) -> str:
 
 WITH_THREAD_COMMAND = CommandTable(
     [
-        *COMMANDS.specs,
+        *COMMANDS.in_lane(Lane.MAIN_DM),
         CommandSpec(name="model", lane=Lane.SESSION_THREAD, summary="pick", handler=_model_command),
     ]
 )
@@ -268,6 +268,15 @@ def test_a_session_thread_command_runs_only_inside_a_live_thread() -> None:
     assert isinstance(
         decide(post("!help", root_id="root_active"), commands=WITH_THREAD_COMMAND), Prompt
     )
+
+
+def test_the_model_commands_are_session_thread_commands() -> None:
+    for text, name, args in [("!models", "models", ""), ("!MODEL 2", "model", "2")]:
+        in_thread = post(text, root_id="root_active")
+        assert decide(in_thread) == RunCommand(
+            command=name, args=args, post=in_thread, session_id="ses_root_active"
+        )
+        assert decide(post(text)) == UnknownCommand(command=name, post=post(text))
 
 
 # --- robustness ---------------------------------------------------------------------------------

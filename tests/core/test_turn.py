@@ -579,6 +579,31 @@ def test_version_counts_changes_only() -> None:
     assert (view.version, view.finished_ms) == (2, START + 5)
 
 
+def test_text_streamed_but_missing_from_history_is_carried_over() -> None:
+    # Live: the text streamed as deltas, and a reasoning part that finished.
+    live = play(
+        message(STEP1),
+        reasoning("prt_1", STEP1, "pondering"),
+        text("prt_2", STEP1, ""),
+        delta("prt_2", STEP1, "tick "),
+        delta("prt_2", STEP1, "tick "),
+    )
+    # History of a server that died mid-answer: the text part as stored when it started.
+    rebuilt = play(message(STEP1), reasoning("prt_1", STEP1, "pondering"), text("prt_2", STEP1, ""))
+    before = rebuilt.version
+    assert rebuilt.carry_text(live)
+    assert rebuilt.text_only() == "tick tick "
+    assert rebuilt.version == before + 1
+    assert not rebuilt.carry_text(live)  # nothing left to carry
+
+
+def test_carry_text_keeps_a_history_that_knows_more_or_differs() -> None:
+    live = play(message(STEP1), text("prt_2", STEP1, "abc"), text("prt_3", STEP1, "xyz"))
+    rebuilt = play(message(STEP1), text("prt_2", STEP1, "abcdef"), text("prt_3", STEP1, "other"))
+    assert not rebuilt.carry_text(live)
+    assert rebuilt.text_only() == "abcdef\n\nother"
+
+
 def test_file_parts_are_listed_for_upload() -> None:
     file = FilePart(part_id="prt_2", message_id=STEP1, mime="text/plain", url="data:,x")
     prompt_file = FilePart(part_id="prt_0", message_id=USER, mime="text/plain", url="data:,y")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 import pytest
 import trio
 
@@ -137,6 +138,9 @@ async def loopback(tmp_path: Path) -> AsyncIterator[Loopback]:
                 "mapping_file": str(tmp_path / "threads.json"),
             }
             settings = load_settings(env=env, config_path=None, flags=flags)
+            # Notices at once: the tests of the notice delay set their own.
+            sessions = msgspec.structs.replace(settings.sessions, disconnect_notice_delay=0.0)
+            settings = msgspec.structs.replace(settings, sessions=sessions)
             async with trio.open_nursery() as nursery:
                 yield Loopback(
                     mm=mm,

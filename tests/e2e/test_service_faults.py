@@ -57,3 +57,66 @@ async def test_opencode_restart_disconnects_and_restores_the_thread(loopback: Lo
         answer = await loopback.bot_reply(root.id, _is_done)
         expected = "Hello from the stub model! You said: are you back?"
         assert expected in answer.message.split("\n\n")
+
+
+def _notice_delay(loopback: Loopback, seconds: float) -> None:
+    sessions = msgspec.structs.replace(loopback.settings.sessions, disconnect_notice_delay=seconds)
+    loopback.settings = msgspec.structs.replace(loopback.settings, sessions=sessions)
+
+
+async def test_a_short_opencode_gap_posts_no_notices(loopback: Loopback) -> None:
+    _quick_retries(loopback)
+    _notice_delay(loopback, 3.0)
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "blip")
+        root = await loopback.root_of(session.id)
+        down = trio.Event()
+
+        async def restart() -> None:
+            await loopback.oc.restart(down_for=0.3)
+            down.set()
+
+        loopback.nursery.start_soon(restart)
+        await trio.sleep(0.1)  # the server is down now; the prompt waits in the thread
+        await loopback.human.post(loopback.dm_id, "during the blip", root_id=root.id)
+        await down.wait()
+        answer = await loopback.bot_reply(root.id, _is_done)
+        assert "Hello from the stub model! You said: during the blip" in answer.message
+        await trio.sleep(3.5)  # past the notice delay: nothing was held back to post
+        thread = [p.message for p in loopback.mm.posts_in(loopback.dm_id) if p.root_id]
+        assert not [m for m in thread if "Connection to OpenCode" in m or "Lost the" in m]
+        assert len(thread) == 2  # the prompt and its answer
+
+
+async def test_a_long_opencode_gap_posts_both_notices_once(loopback: Loopback) -> None:
+    _quick_retries(loopback)
+    _notice_delay(loopback, 0.5)
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "outage")
+        root = await loopback.root_of(session.id)
+        await loopback.oc.restart(down_for=1.5)
+        await loopback.bot_reply(
+            root.id, lambda p: p.message.startswith(":white_check_mark: Connection to OpenCode")
+        )
+        thread = [p.message for p in loopback.mm.posts_in(loopback.dm_id) if p.root_id]
+        assert len([m for m in thread if m.startswith(":warning: Lost the connection")]) == 1
+        assert len([m for m in thread if "Connection to OpenCode" in m]) == 1
+        assert thread.index(next(m for m in thread if "Lost the" in m)) < len(thread) - 1
+
+
+async def test_output_during_a_mattermost_outage_arrives_in_order(loopback: Loopback) -> None:
+    _quick_retries(loopback)
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "chat outage")
+        root = await loopback.root_of(session.id)
+        await loopback.human.post(loopback.dm_id, "SLOW 300", root_id=root.id)
+        await loopback.bot_reply(root.id, lambda p: p.message.startswith("tick"))
+        await loopback.mm.restart(downtime=1.5)  # the answer goes on streaming meanwhile
+        answer = await loopback.bot_reply(root.id, _is_done)
+        assert answer.message.startswith("tick " * 300 + "\n\n:checkered_flag: **Done**")
+        thread = [p for p in loopback.mm.posts_in(loopback.dm_id) if p.root_id == root.id]
+        assert [p.user_id for p in thread] == [loopback.owner.id, loopback.bot.id]
+        assert thread[1].id == answer.id  # one answer post, edited, never posted twice

@@ -1,4 +1,7 @@
-"""The owner's reactions in a session thread: permissions, abort, repeat; each confirmed."""
+"""The owner's reactions in a session thread: abort and repeat, each confirmed.
+
+Reactions on permission cards are tested with the cards (``test_service_cards.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from mmthreads.core.render import SESSION_ENDED
 from tests.e2e.conftest import WATCHDOG
 
 if TYPE_CHECKING:
@@ -15,35 +19,6 @@ if TYPE_CHECKING:
 
 def _is_done(post: Post) -> bool:
     return ":checkered_flag: **Done**" in post.message
-
-
-async def test_approve_once_lets_the_tool_run(loopback: Loopback) -> None:
-    with trio.fail_after(WATCHDOG):
-        await loopback.start()
-        session = loopback.oc.create_session(loopback.directory, "tools")
-        root = await loopback.root_of(session.id)
-        prompt = await loopback.human.post(loopback.dm_id, "USE_TOOLS", root_id=root.id)
-        await loopback.oc.standin.wait_permission_asked(session.id)
-        await loopback.bot_reply(root.id, lambda p: "waiting for approval" in p.message)
-        await loopback.human.react(prompt.id, "white_check_mark")
-        await loopback.bot_reply(
-            root.id, lambda p: p.message == ":white_check_mark: Approved once."
-        )
-        answer = await loopback.bot_reply(root.id, _is_done)
-        assert "Finished: tools ran OK." in answer.message.split("\n\n")
-
-
-async def test_reject_stops_the_tool(loopback: Loopback) -> None:
-    with trio.fail_after(WATCHDOG):
-        await loopback.start()
-        session = loopback.oc.create_session(loopback.directory, "tools")
-        root = await loopback.root_of(session.id)
-        await loopback.human.post(loopback.dm_id, "USE_TOOLS", root_id=root.id)
-        await loopback.oc.standin.wait_permission_asked(session.id)
-        await loopback.bot_reply(root.id, lambda p: "waiting for approval" in p.message)
-        await loopback.human.react(root.id, "x")
-        await loopback.bot_reply(root.id, lambda p: p.message == ":x: Rejected.")
-        await loopback.oc.standin.wait_idle(session.id)
 
 
 async def test_repeat_sends_the_last_prompt_again(loopback: Loopback) -> None:
@@ -62,16 +37,6 @@ async def test_repeat_sends_the_last_prompt_again(loopback: Loopback) -> None:
         assert expected in second.message.split("\n\n")
 
 
-async def test_approving_with_nothing_pending_says_so(loopback: Loopback) -> None:
-    with trio.fail_after(WATCHDOG):
-        await loopback.start()
-        session = loopback.oc.create_session(loopback.directory, "calm")
-        root = await loopback.root_of(session.id)
-        await loopback.human.react(root.id, "x")
-        reply = await loopback.bot_reply(root.id, lambda p: True)
-        assert reply.message == "No permission is waiting for an answer in this thread."
-
-
 async def test_stop_sign_aborts_the_run(loopback: Loopback) -> None:
     with trio.fail_after(WATCHDOG):
         await loopback.start()
@@ -85,3 +50,19 @@ async def test_stop_sign_aborts_the_run(loopback: Loopback) -> None:
         )
         stopped = await loopback.bot_reply(root.id, lambda p: "Stopped" in p.message)
         assert stopped.message.startswith("tick")
+
+
+async def test_a_reaction_in_an_ended_thread_is_answered_like_a_post(loopback: Loopback) -> None:
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "short life")
+        root = await loopback.root_of(session.id)
+        await loopback.human.post(loopback.dm_id, "hello", root_id=root.id)
+        answer = await loopback.bot_reply(root.id, _is_done)
+        loopback.oc.delete_session(session.id)
+        await loopback.bot_reply(root.id, lambda p: "Session ended" in p.message)
+        await loopback.human.react(answer.id, "repeat")
+        reply = await loopback.bot_reply(root.id, lambda p: p.message == SESSION_ENDED)
+        assert reply.root_id == root.id
+        prompts = [r for r in loopback.oc.standin.requests if r.path.endswith("/prompt_async")]
+        assert len(prompts) == 1  # the repeat was not sent

@@ -16,6 +16,7 @@ from mmthreads.core.render import (
     root_post,
 )
 from mmthreads.harness.faults import Status
+from mmthreads.harness.script import sent_file_content
 from mmthreads.mapping_store import MappingStore
 from mmthreads.runtime.effects import FILE_NOT_SENT, PROMPT_NOT_SENT
 from mmthreads.settings import FileSettings
@@ -149,10 +150,10 @@ async def test_generated_title_is_written_into_the_root_post(loopback: Loopback)
         await loopback.human.post(loopback.dm_id, "name yourself", root_id=root.id)
         await loopback.bot_reply(root.id, _is_done)
         titled = await loopback.mm.wait_post(
-            lambda p: p.id == root.id and "Title: Stub title" in p.message
+            lambda p: p.id == root.id and "Title: name yourself" in p.message
         )
         mapping = await loopback.saved_mapping(session.id)
-        while mapping.session_title != "Stub title":
+        while mapping.session_title != "name yourself":
             await trio.sleep(0.01)  # the file is written right after the edit
             mapping = await loopback.saved_mapping(session.id)
         assert titled.message == root_post(mapping)
@@ -228,3 +229,38 @@ async def test_a_file_over_the_limit_is_left_out_with_a_notice(loopback: Loopbac
         await loopback.bot_reply(root.id, lambda p: p.message.startswith(FILE_NOT_SENT))
         answer = await loopback.bot_reply(root.id, _is_done)
         assert "Received no files" in answer.message.split("\n\n")
+
+
+async def test_a_file_the_agent_sends_is_uploaded_into_the_thread(loopback: Loopback) -> None:
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "report")
+        root = await loopback.root_of(session.id)
+        await loopback.human.post(
+            loopback.dm_id, "SEND_FILE ../../etc/re port.txt", root_id=root.id
+        )
+        await loopback.bot_reply(root.id, _is_done)
+        shared = await loopback.bot_reply(root.id, lambda p: bool(p.file_ids))
+        assert shared.message == ":paperclip: `re_port.txt`"  # no path, no odd characters
+        (file_id,) = shared.file_ids
+        state = loopback.mm.emulator.state
+        assert state.files[file_id].name == "re_port.txt"
+        assert state.file_data[file_id] == sent_file_content("../../etc/re port.txt")
+
+
+async def test_a_file_the_model_cannot_take_is_left_out(loopback: Loopback) -> None:
+    with trio.fail_after(WATCHDOG):
+        await loopback.start()
+        session = loopback.oc.create_session(loopback.directory, "archive")
+        root = await loopback.root_of(session.id)
+        archive = await loopback.human.upload(loopback.dm_id, "src.zip", b"PK\x03\x04zip")
+        notes = await loopback.human.upload(loopback.dm_id, "notes.md", b"# notes")
+        await loopback.human.post(
+            loopback.dm_id, "ECHO_FILES", root_id=root.id, file_ids=[archive.id, notes.id]
+        )
+        note = await loopback.bot_reply(root.id, lambda p: p.message.startswith(FILE_NOT_SENT))
+        assert "`src.zip` was left out" in note.message
+        answer = await loopback.bot_reply(root.id, _is_done)
+        received = [b for b in answer.message.split("\n\n") if b.startswith("Received")]
+        assert len(received) == 1
+        assert received[0].startswith("Received notes.md (")

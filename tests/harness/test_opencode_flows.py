@@ -131,7 +131,7 @@ async def test_tools_and_permission_match_the_trace(standin, autojump_clock):
     ours = payloads(standin, start)
     assert labels(ours) == labels(trace(43, 104))
     titles = [e["properties"]["info"]["title"] for e in ours if e["type"] == "session.updated"]
-    assert titles[-1] == "Stub title"
+    assert titles[-1] == "USE_TOOLS please"  # as the stub model titles it for a real server
     assert standin.state.todos[session.id][0].content == "say hello"
 
 

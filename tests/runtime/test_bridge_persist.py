@@ -6,13 +6,12 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from mmthreads.mapping_index import MappingIndex
 from mmthreads.runtime.effects import Bridge
 
 if TYPE_CHECKING:
-    from trio.testing import MockClock
-
     from mmthreads.adapters.mattermost_rest import MattermostClient
     from mmthreads.mapping_store import MappingStore
 
@@ -44,7 +43,7 @@ def _bridge(store: _SlowStore) -> Bridge:
     )
 
 
-async def test_callers_during_a_write_share_the_next_one(autojump_clock: MockClock) -> None:
+async def test_callers_during_a_write_share_the_next_one() -> None:
     store = _SlowStore()
     bridge = _bridge(store)
     done: list[int] = []
@@ -55,10 +54,10 @@ async def test_callers_during_a_write_share_the_next_one(autojump_clock: MockClo
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(change, 0)
-        await trio.sleep(0.05)  # the first write is running
+        await wait_all_tasks_blocked()  # the first write is running (held by the store)
         for n in range(1, 50):
             nursery.start_soon(change, n)
-        await trio.sleep(0.05)
+        await wait_all_tasks_blocked()
         store.release.set()
     assert sorted(done) == list(range(50))
     assert store.writes == 2  # the first, then one for the 49 that came during it

@@ -23,7 +23,13 @@ from mmthreads.core.actions import (
     ReconnectedNotice,
     SessionEndedReply,
 )
-from mmthreads.core.agent_events import PartDelta, PartUpdated, SessionStatus, TextPart
+from mmthreads.core.agent_events import (
+    FilePart,
+    PartDelta,
+    PartUpdated,
+    SessionStatus,
+    TextPart,
+)
 from mmthreads.core.backoff import RetryPolicy
 from mmthreads.core.events import (
     AgentLost,
@@ -111,6 +117,9 @@ class FakeEffects:
     ) -> None:
         self.finals.append(final)
         await self._record("show_turn", session_id, turn_key, posts)
+
+    async def share_files(self, session_id: str, files: Any) -> None:
+        await self._record("share_files", session_id, [f.filename for f in files])
 
 
 def prompt(post_id: str, text: str = "hello") -> PromptReceived:
@@ -558,4 +567,25 @@ async def test_a_resumed_turn_is_shown_at_once_and_takes_the_live_events(
     assert shows[-1][2][0].startswith("before the restart and after")
     assert "**Done** in 7.0s" in shows[-1][2][0]
     assert effects.finals == [False, False, True]
+    handle.cancel_scope.cancel()
+
+
+async def test_files_of_the_agent_are_shared_once_each(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    effects = FakeEffects()
+    handle = await start(nursery, effects, edit_interval=1.0)
+    await handle.send(prompt("p1"))
+    report = FilePart(
+        part_id="prt_f", message_id="msg_1", mime="text/csv", url="data:,a", filename="r.csv"
+    )
+    await handle.send(delta("here it is"))
+    await handle.send(PartUpdated(session_id=SESSION, part=report))
+    await handle.send(PartUpdated(session_id=SESSION, part=report))  # the same part again
+    await handle.send(IDLE)
+    await trio.testing.wait_all_tasks_blocked()
+    shared = [args for method, args in effects.made() if method == "share_files"]
+    assert shared == [(SESSION, ["r.csv"])]
+    shows = [m for m, _ in effects.made() if m in ("show_turn", "share_files")]
+    assert shows.index("share_files") > shows.index("show_turn")  # after the answer's post
     handle.cancel_scope.cancel()

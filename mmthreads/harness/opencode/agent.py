@@ -34,6 +34,7 @@ from mmthreads.harness.opencode.wire import (
     ToolTime,
     UserMessage,
 )
+from mmthreads.harness.stub_model.response import title_for
 
 if TYPE_CHECKING:
     from mmthreads.harness.opencode.pending import PendingPrompts
@@ -57,8 +58,9 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: First retry delay after a 503; doubles per attempt up to ``retry_max_delay``.
     retry_initial_delay: float = 2.0
     retry_max_delay: float = 30.0
-    #: The title "generated" after a session's first prompt (the stub model's answer).
-    generated_title: str = "Stub title"
+    #: The title "generated" after a session's first prompt; ``None``: what the stub model
+    #: answers a real server's title request, the prompt's first words.
+    generated_title: str | None = None
 
 
 class TurnJob:
@@ -282,7 +284,8 @@ class Agent:
                     runner.open_parts, session, assistant, job.user, step
                 )
             if self._needs_title(session):
-                state.set_title(session, self.settings.generated_title)
+                title = self.settings.generated_title or title_for(job.prompt)
+                state.set_title(session, title)
             self._steps.finish(session, assistant, before, outcome)
             runner.assistant = None
             job.result = assistant

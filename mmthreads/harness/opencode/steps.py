@@ -11,6 +11,7 @@ assistant ``message.updated`` with ``finish``, a ``patch`` part if files changed
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -21,6 +22,7 @@ from mmthreads.harness.opencode.catalog import STUB_BASE_URL
 from mmthreads.harness.opencode.wire import (
     AssistantMessage,
     Cache,
+    FilePart,
     NamedError,
     PartTime,
     PatchPart,
@@ -205,6 +207,17 @@ class Steps:
         delay = self.settings.slow_chunk_delay if step.slow_chunks else self.settings.chunk_delay
         chunks = script.chunk_text(step.text, step.slow_chunks)
         await self._stream(open_parts, session, assistant, text, chunks, delay)
+        if step.file_name:
+            data = base64.b64encode(script.sent_file_content(step.file_name)).decode("ascii")
+            file = FilePart(
+                id=state.ids.ascending("prt"),
+                session_id=session.id,
+                message_id=assistant.info.id,
+                mime="text/plain",
+                url=f"data:text/plain;base64,{data}",
+                filename=step.file_name,
+            )
+            state.put_part(session, assistant, file)
 
     async def _stream(
         self,
