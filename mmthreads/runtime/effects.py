@@ -103,6 +103,8 @@ class Bridge:
         max_file_size: Largest attachment forwarded to OpenCode, in bytes.
         disconnect_notice_delay: Seconds a "disconnected" notice is held back; a server back
             within them posts neither it nor the "reconnected" notice.
+        prompt_sent: Set when a prompt went to OpenCode (the service then writes the inbound
+            cursor at once, and puts a new event here).
         started_ms: When the service started.
         default_models: The default model found per server (filled on first use).
         catalogs: The model catalog read per server (filled with the default model).
@@ -121,6 +123,7 @@ class Bridge:
     inbox_size: int
     max_file_size: int = 10 * 1024 * 1024
     disconnect_notice_delay: float = 0.0
+    prompt_sent: trio.Event = field(default_factory=trio.Event)
     started_ms: int = field(default_factory=now_ms)
     default_models: dict[str, tuple[str, str]] = field(default_factory=dict)
     catalogs: dict[str, ProviderCatalog] = field(default_factory=dict)
@@ -304,6 +307,7 @@ class ServiceEffects:
             self.post_in_thread(mapping, f"{PROMPT_NOT_SENT}\n{exc}")
             return False
         logger.info("session %s: prompt %s sent", session_id, prompt.post_id)
+        self.bridge.prompt_sent.set()
         self.bridge.outbox.react(
             mapping.thread_root_post_id, PostRef(prompt.post_id), self.bridge.bot_user_id, ACK_EMOJI
         )

@@ -10,7 +10,7 @@ Lifecycle
 4. The Mattermost WebSocket is opened; its events are routed by
    :class:`~mmthreads.runtime.inbound.ChatInbound`, which first fetches the DM posts created
    since the persisted :class:`~mmthreads.runtime.cursor.InboundCursor` (written at most once a
-   second, and at shutdown).
+   second, at once after a prompt was sent to OpenCode, and at shutdown).
 5. One event stream per OpenCode server is followed; its events go to the
    :class:`~mmthreads.runtime.sessions.SessionRegistry`, which creates threads for new sessions
    and hands everything else to the session's runner.
@@ -196,7 +196,7 @@ async def _run_tasks(
             servers=tracker,
             flood=settings.flood,
         )
-        nursery.start_soon(_flush_cursor, cursor)
+        nursery.start_soon(_flush_cursor, cursor, bridge)
         chat_send, chat_receive = trio.open_memory_channel[ChatEvent](settings.sessions.inbox_size)
         nursery.start_soon(inbound.consume, chat_receive)
         await nursery.start(
@@ -254,10 +254,13 @@ def _directories(bridge: Bridge, client: OpenCodeClient) -> set[str]:
     return {m.directory for m in bridge.index if bridge.server_of(m) is client}
 
 
-async def _flush_cursor(cursor: InboundCursor) -> None:
-    # Coalesced: at most one write a second, only when something was handled.
+async def _flush_cursor(cursor: InboundCursor, bridge: Bridge) -> None:
+    # Coalesced: at most one write a second, only when something was handled; at once after a
+    # prompt went to OpenCode, so a crash right after cannot send it a second time on restart.
     while True:
-        await trio.sleep(1.0)
+        wake = bridge.prompt_sent = trio.Event()
+        with trio.move_on_after(1.0):
+            await wake.wait()
         await _save_cursor(cursor)
 
 
