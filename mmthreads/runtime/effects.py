@@ -438,6 +438,10 @@ class ServiceEffects:
         turns[turn_key] = [_Shown(PostRef(post_id), text) for post_id, text in posts]
         self._open_turns.setdefault(session_id, set()).add(turn_key)
 
+    def note_new_thread(self, session_id: str) -> None:
+        """A thread this process just made: it holds no answer from before."""
+        self._turn_posts.setdefault(session_id, {})
+
     def may_have_unfinished(self, session_id: str) -> bool:
         """Whether the thread may show an answer whose end was not shown.
 

@@ -8,8 +8,11 @@ Theory of operation
 into thread events:
 
 * a new top-level, unarchived session (``SessionUpserted(created=True)``) gets a thread: a root
-  post in the first owner's DM, a mapping saved to the file, a runner started;
-* a later title is written into the root post, an archive ends the thread, a deletion ends it;
+  post in the first owner's DM, a mapping saved to the file, a runner started.  Threads are made
+  in background tasks, a few at a time, so the event stream goes on meanwhile; later news of a
+  session whose thread is being made waits for it;
+* a later title is written into the root post (the file in the background), an archive ends
+  the thread, a deletion ends it;
 * permission and question requests also go to :class:`~mmthreads.runtime.controls.Controls`,
   which posts their cards; every other event of a followed session goes to that session's
   runner, in stream order;
@@ -72,6 +75,8 @@ logger = logging.getLogger(__name__)
 ROOT_SEARCH_POSTS: Final = 200
 #: Threads read at once when answers are recovered after a (re)connect.
 RECOVERY_CONCURRENCY: Final = 8
+#: Thread roots posted at once when many sessions start together.
+CREATION_CONCURRENCY: Final = 8
 _LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
 _DEFAULT_TITLE: Final = re.compile(r"(New|Child) session - \d{4}-\d\d-\d\dT")
 
@@ -136,6 +141,8 @@ class SessionRegistry:
         self._creating: dict[str, trio.Event] = {}
         # Session id -> root found in the DM at the first creation (see _existing_root).
         self._earlier_roots: dict[str, str] | None = None
+        self._earlier_roots_lock = trio.Lock()
+        self._creation_limiter = trio.CapacityLimiter(CREATION_CONCURRENCY)
         self.connected: dict[str, bool] = {}
         #: The permissions and questions waiting for the owner, and their cards.
         self.controls: Final = Controls(
@@ -225,7 +232,12 @@ class SessionRegistry:
         return sum(handle.queued for handle in self.handles.values())
 
     async def deliver(self, session_id: str, event: ThreadEvent | ae.AgentEvent) -> bool:
-        """Send an event to a session's runner; False when the session has none."""
+        """Send an event to a session's runner; False when the session has none.
+
+        Waits while the session's thread is being made, then while its runner starts.
+        """
+        if (creating := self._creating.get(session_id)) is not None:
+            await creating.wait()
         ready = self._ready.get(session_id)
         if ready is not None:
             await ready.wait()
@@ -280,13 +292,12 @@ class SessionRegistry:
     async def _on_session(
         self, client: OpenCodeClient, info: ae.SessionInfo, *, created: bool
     ) -> None:
+        if (creating := self._creating.get(info.session_id)) is not None:
+            await creating.wait()  # news of a session whose thread is being made: after it
         mapping = self.bridge.index.get(info.session_id)
         if mapping is None:
             if created and info.parent_id is None and info.archived_ms is None:
-                try:
-                    await self.ensure_thread(client, info)
-                except MmthreadsError as exc:
-                    logger.warning("cannot create the thread of %s: %s", info.session_id, exc)
+                self._create_soon(client, info)
             return
         if info.archived_ms is not None:
             await self.deliver(
@@ -303,7 +314,9 @@ class SessionRegistry:
         self.bridge.outbox.edit(
             root, PostRef(root), message=root_post(mapping), props=root_post_props(mapping)
         )
-        await self.bridge.update_mapping(mapping)
+        # Written in the background: the event stream does not wait for the disk.
+        self.bridge.index.put(mapping)
+        self._nursery.start_soon(self.bridge.persist)
 
     async def _restore(self, client: OpenCodeClient) -> None:
         known = self._sessions_of(client)
@@ -371,11 +384,36 @@ class SessionRegistry:
         if session_id in self.bridge.index:
             return
         done = self._creating[session_id] = trio.Event()
+        await self._make_thread(client, info, done)
+
+    def _create_soon(self, client: OpenCodeClient, info: ae.SessionInfo) -> None:
+        """Start making a new session's thread in the background (the event stream goes on).
+
+        Until it is made, later news of the session waits for it (``_creating``).
+        """
+        if info.session_id in self._creating or info.session_id in self.bridge.index:
+            return
+        done = self._creating[info.session_id] = trio.Event()
+
+        async def make() -> None:
+            try:
+                async with self._creation_limiter:
+                    await self._make_thread(client, info, done)
+            except MmthreadsError as exc:
+                logger.warning("cannot create the thread of %s: %s", info.session_id, exc)
+
+        self._nursery.start_soon(make, name=f"new thread {info.session_id}")
+
+    async def _make_thread(
+        self, client: OpenCodeClient, info: ae.SessionInfo, done: trio.Event
+    ) -> None:
+        session_id = info.session_id
         try:
             mapping = await self._create_thread(client, info)
             # Indexed and given its runner before the (slow) file write, so a prompt posted
             # as soon as the root appears already finds both.
             self.bridge.index.put(mapping)
+            self.effects.note_new_thread(session_id)
             self.start_runner(mapping)
             await self.bridge.persist()
             logger.info("thread %s created for %s", mapping.thread_root_post_id, session_id)
@@ -417,14 +455,15 @@ class SessionRegistry:
         The DM's newest posts are read once, at the first creation; roots posted since are
         in the index already, so later creations cost no search.
         """
-        if self._earlier_roots is None:
-            page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
-            self._earlier_roots = {
-                found: post.id
-                for post in page.in_order()
-                if post.user_id == self.bridge.bot_user_id
-                and not post.root_id
-                and not post.delete_at
-                and (found := session_id_from_props(post.props)) is not None
-            }
-        return self._earlier_roots.get(session_id)
+        async with self._earlier_roots_lock:  # one read, however many creations start at once
+            if self._earlier_roots is None:
+                page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
+                self._earlier_roots = {
+                    found: post.id
+                    for post in page.in_order()
+                    if post.user_id == self.bridge.bot_user_id
+                    and not post.root_id
+                    and not post.delete_at
+                    and (found := session_id_from_props(post.props)) is not None
+                }
+            return self._earlier_roots.get(session_id)
