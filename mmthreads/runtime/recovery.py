@@ -57,6 +57,7 @@ __all__ = [
     "TURN_PROMPT_PROP",
     "TURN_STARTED_PROP",
     "recover_answer",
+    "resume_unshown",
     "turn_from_history",
     "turn_props",
 ]
@@ -243,4 +244,38 @@ async def recover_answer(
     await effects.show_turn(
         session_id, key, view.render(bridge.max_post_size), final=view.is_finished
     )
+    return True
+
+
+async def resume_unshown(
+    effects: ServiceEffects, session_id: str, key: TurnKey, *, busy: bool, handle: SessionHandle
+) -> bool:
+    """Rebuild from history a running turn that showed nothing before the stream dropped.
+
+    Its first output went with the events the stream lost, so no post of it exists to find;
+    the runner knows the turn, and gets it back complete (idle) or resumed (busy).
+
+    Returns:
+        Whether the turn was handed back to the runner.
+    """
+    bridge = effects.bridge
+    mapping = bridge.index.get(session_id)
+    if mapping is None:
+        return False
+    try:
+        history = await bridge.server_of(mapping).messages(
+            session_id, mapping.directory, limit=HISTORY_LIMIT
+        )
+    except AgentError as exc:
+        logger.warning("session %s: cannot read its history: %s", session_id, exc)
+        return False
+    view = turn_from_history(history, key.started_ms, running=busy)
+    if not busy and not view.is_finished:
+        logger.warning("session %s: the answer to %s is not in its history", session_id, key)
+        return False
+    logger.info("session %s: rebuilding the answer to %s", session_id, key.prompt_post_id)
+    try:
+        await handle.resume_turn(key, view)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return False
     return True

@@ -133,11 +133,13 @@ class SessionHandle:
         send: trio.MemorySendChannel[_Inbound],
         cancel_scope: trio.CancelScope,
         machine: ThreadSession,
+        runner: _Runner | None = None,
     ) -> None:
         self.session_id: Final = session_id
         self.cancel_scope: Final = cancel_scope
         self._send: Final = send
         self._machine: Final = machine
+        self._runner = runner
 
     def __repr__(self) -> str:
         return f"<SessionHandle session={self.session_id} state={self.state.name}>"
@@ -146,6 +148,13 @@ class SessionHandle:
     def state(self) -> ThreadState:
         """The thread's current state, as the runner's machine has it."""
         return self._machine.state
+
+    def unshown_turns(self) -> list[TurnKey]:
+        """The running turns that have shown nothing yet (their first output may have been
+        lost with a dropped event stream; the service rebuilds them from history)."""
+        if self._runner is None:
+            return []
+        return [turn.key for turn in self._runner.running if turn.shown_posts is None]
 
     @property
     def queued(self) -> int:
@@ -247,7 +256,7 @@ async def run_session(
                 post_limit=post_limit,
                 clock_ms=clock_ms,
             )
-            task_status.started(SessionHandle(session_id, send, scope, machine))
+            task_status.started(SessionHandle(session_id, send, scope, machine, runner))
             logger.debug("%r started", runner)
             try:
                 await runner.run(receive)
@@ -298,14 +307,14 @@ class _Runner:
         self._edit_interval = edit_interval
         self._post_limit = post_limit
         self._clock_ms = clock_ms
-        self._running: deque[_Turn] = deque()  # oldest first; the first takes the events
+        self.running: deque[_Turn] = deque()  # oldest first; the first takes the events
         self._finished: _Turn | None = None  # the turn that finished last
         self._last_show = -float("inf")  # trio time of the last show_turn call
 
     def __repr__(self) -> str:
         return (
             f"<SessionRunner session={self._session_id} state={self._machine.state.name} "
-            f"turns={len(self._running)}>"
+            f"turns={len(self.running)}>"
         )
 
     async def run(self, receive: trio.MemoryReceiveChannel[_Inbound]) -> None:
@@ -358,7 +367,7 @@ class _Runner:
                 if not await self._effects.forward_prompt(self._session_id, prompt):
                     return  # not sent: no answer will come, so no turn waits for one
                 key = TurnKey(prompt_post_id=prompt.post_id, started_ms=started_ms)
-                self._running.append(_Turn(key, TurnView(self._session_id, started_ms=started_ms)))
+                self.running.append(_Turn(key, TurnView(self._session_id, started_ms=started_ms)))
             case _:  # pragma: no cover - mypy proves this unreachable
                 assert_never(action)
 
@@ -370,13 +379,13 @@ class _Runner:
         if last is not None and last.view.apply(event, now_ms):
             await self._show_due()  # a late snapshot: a change like any other
             return
-        if not self._running:
+        if not self.running:
             return  # no turn of ours is running (e.g. a prompt typed in the TUI)
-        turn = self._running[0]
+        turn = self.running[0]
         if not turn.view.apply(event, now_ms):
             return
         if turn.view.is_finished:
-            self._running.popleft()
+            self.running.popleft()
             # Only the last finished turn is kept; show the one it replaces if a late change
             # of it still waits for the edit timer, so nothing is lost.
             if last is not None and last.dirty:
@@ -396,7 +405,7 @@ class _Runner:
         for known in self._turns():
             if known.key == item.key:
                 turn.view.carry_text(known.view)  # history lacks what was only streamed
-        self._running = deque(t for t in self._running if t.key != item.key)
+        self.running = deque(t for t in self.running if t.key != item.key)
         if self._finished is not None and self._finished.key == item.key:
             self._finished = None
         if turn.view.is_finished:
@@ -405,12 +414,12 @@ class _Runner:
                 await self._show(last)
             self._finished = turn
         else:
-            self._running.appendleft(turn)  # the oldest unfinished turn: it takes the events
+            self.running.appendleft(turn)  # the oldest unfinished turn: it takes the events
         await self._show(turn)  # at once: the posts predate the view
 
     def _turns(self) -> list[_Turn]:
         finished = [] if self._finished is None else [self._finished]
-        return finished + list(self._running)
+        return finished + list(self.running)
 
     async def _show_due(self) -> None:
         """Show the changed turns now if the interval allows, else when it ends."""

@@ -53,7 +53,7 @@ from mmthreads.runtime.card_store import cards_path
 from mmthreads.runtime.controls import Controls
 from mmthreads.runtime.effects import ServiceEffects, now_ms
 from mmthreads.runtime.outbox import PostRef
-from mmthreads.runtime.recovery import recover_answer
+from mmthreads.runtime.recovery import recover_answer, resume_unshown
 from mmthreads.runtime.session_runner import run_session
 from mmthreads.runtime.supervisor import supervise
 
@@ -337,16 +337,19 @@ class SessionRegistry:
                 await self.deliver(session_id, AgentRestored(session_exists=exists))
             elif not exists:
                 await self.deliver(session_id, SessionGone())
-            if exists and self.effects.may_have_unfinished(session_id):
-                busy = found.status_of(session_id) != "idle"
-                to_recover.append((session_id, busy, handle))
-        # An answer cut off by a restart (or by the drop) is completed from history; the
-        # threads are read a few at a time.
+            if exists:
+                to_recover.append((session_id, found.status_of(session_id) != "idle", handle))
+        # An answer cut off by a restart (or by the drop) is completed from history, a few
+        # sessions at a time: one whose posts may be unfinished, and one whose first output
+        # was lost with the stream (nothing of it was shown).
         limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
 
         async def recover(session_id: str, busy: bool, handle: SessionHandle) -> None:
             async with limiter:
-                await recover_answer(self.effects, session_id, busy=busy, handle=handle)
+                if self.effects.may_have_unfinished(session_id):
+                    await recover_answer(self.effects, session_id, busy=busy, handle=handle)
+                for key in handle.unshown_turns():
+                    await resume_unshown(self.effects, session_id, key, busy=busy, handle=handle)
 
         async with trio.open_nursery() as nursery:
             for session_id, busy, handle in to_recover:

@@ -589,3 +589,25 @@ async def test_files_of_the_agent_are_shared_once_each(
     shows = [m for m, _ in effects.made() if m in ("show_turn", "share_files")]
     assert shows.index("share_files") > shows.index("show_turn")  # after the answer's post
     handle.cancel_scope.cancel()
+
+
+async def test_a_turn_that_showed_nothing_is_named_and_can_be_rebuilt(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    effects = FakeEffects()
+    handle = await start(nursery, effects)
+    await handle.send(prompt("p1"))
+    await trio.testing.wait_all_tasks_blocked()
+    key = TurnKey(prompt_post_id="p1", started_ms=EPOCH_MS)
+    assert handle.unshown_turns() == [key]  # its output went with a dropped stream
+    rebuilt = TurnView(SESSION, started_ms=EPOCH_MS)
+    rebuilt.apply(delta("all of it"), clock_ms())
+    rebuilt.apply(IDLE, clock_ms())
+    await handle.resume_turn(key, rebuilt)
+    await trio.testing.wait_all_tasks_blocked()
+    assert handle.unshown_turns() == []
+    ((_, shown_key, posts),) = effects.shows()
+    assert shown_key == key
+    assert posts == rebuilt.render(LIMIT)
+    assert effects.finals == [True]
+    handle.cancel_scope.cancel()
