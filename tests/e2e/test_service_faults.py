@@ -120,3 +120,26 @@ async def test_output_during_a_mattermost_outage_arrives_in_order(loopback: Loop
         thread = [p for p in loopback.mm.posts_in(loopback.dm_id) if p.root_id == root.id]
         assert [p.user_id for p in thread] == [loopback.owner.id, loopback.bot.id]
         assert thread[1].id == answer.id  # one answer post, edited, never posted twice
+
+
+async def test_mattermost_down_at_start_up_is_waited_for(loopback: Loopback) -> None:
+    _quick_retries(loopback)
+    with trio.fail_after(WATCHDOG):
+        await loopback.mm.set_unreachable()
+        session = loopback.oc.create_session(loopback.directory, "early bird")
+        started = trio.Event()
+
+        async def start() -> None:
+            await loopback.start()
+            started.set()
+
+        loopback.nursery.start_soon(start)
+        await trio.sleep(0.5)  # the bridge keeps trying meanwhile
+        assert not started.is_set()
+        await loopback.mm.set_reachable()
+        await started.wait()
+        root = await loopback.root_of(session.id)  # adopted once Mattermost answered
+        assert len(loopback.roots()) == 1
+        await loopback.human.post(loopback.dm_id, "now", root_id=root.id)
+        answer = await loopback.bot_reply(root.id, _is_done)
+        assert "Hello from the stub model! You said: now" in answer.message
