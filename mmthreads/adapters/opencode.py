@@ -83,12 +83,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_OPENCODE_POLICY",
+    "HEALTH_TIMEOUT",
     "OpenCodeClient",
     "open_opencode_client",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds the health probe waits for its answer (a running server answers at once).
+HEALTH_TIMEOUT: Final = 5.0
 
 _health: Final = msgspec.json.Decoder(Health)
 _session: Final = msgspec.json.Decoder(Session)
@@ -170,8 +173,15 @@ class OpenCodeClient:
     # --- server ----------------------------------------------------------------------------
 
     async def health(self) -> tuple[bool, str]:
-        """``GET /global/health``: whether the server is healthy, and its version."""
-        health = await self._http.call_json("GET", "/global/health", _health, idempotent=True)
+        """``GET /global/health``: whether the server is healthy, and its version.
+
+        Answered at once by a running server, so it waits at most :data:`HEALTH_TIMEOUT`
+        seconds: a server still booting may take the connection and not answer, and the
+        probe is better repeated than waited out.
+        """
+        health = await self._http.call_json(
+            "GET", "/global/health", _health, idempotent=True, read_timeout=HEALTH_TIMEOUT
+        )
         return health.healthy, health.version
 
     # --- sessions --------------------------------------------------------------------------

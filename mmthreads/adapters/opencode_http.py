@@ -239,8 +239,17 @@ class HttpCaller:
         params: Mapping[str, str] | None,
         body: object,
         idempotent: bool,
+        read_timeout: float | None = None,
     ) -> httpx.Response:
-        """Send, retrying per the policy; return a 2xx answer or raise the mapped error."""
+        """Send, retrying per the policy; return a 2xx answer or raise the mapped error.
+
+        ``read_timeout`` replaces the client's read timeout for this call (None: keep it).
+        """
+        limit = (
+            httpx.Timeout(read_timeout, connect=self._connect_timeout)
+            if read_timeout is not None
+            else httpx.USE_CLIENT_DEFAULT
+        )
         query = dict(params or {})
         if directory:
             query["directory"] = directory
@@ -254,7 +263,7 @@ class HttpCaller:
             retry_after: float | None = None
             try:
                 response = await self._client.request(
-                    method, path, params=query, content=content, headers=headers
+                    method, path, params=query, content=content, headers=headers, timeout=limit
                 )
             except httpx.HTTPError as exc:
                 failure, acted = _transport_failure(exc, self._scrub)
@@ -298,6 +307,7 @@ class HttpCaller:
         params: Mapping[str, str] | None = None,
         body: object = None,
         idempotent: bool = False,
+        read_timeout: float | None = None,
     ) -> T:
         """Call and decode a JSON answer.
 
@@ -309,12 +319,19 @@ class HttpCaller:
             params: Other query parameters.
             body: A Struct to send as JSON.
             idempotent: Whether the call may be repeated after it may have reached the server.
+            read_timeout: Seconds to wait for this answer instead of the client's own.
 
         Raises:
             AgentCallFailed: Mapped as described in ``mmthreads.adapters.opencode``.
         """
         response = await self._send(
-            method, path, directory=directory, params=params, body=body, idempotent=idempotent
+            method,
+            path,
+            directory=directory,
+            params=params,
+            body=body,
+            idempotent=idempotent,
+            read_timeout=read_timeout,
         )
         if not _is_json(response):
             ctype = response.headers.get("content-type") or "no content type"

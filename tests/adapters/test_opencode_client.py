@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import trio
 
-from mmthreads.adapters.opencode import OpenCodeClient, open_opencode_client
+from mmthreads.adapters.opencode import HEALTH_TIMEOUT, OpenCodeClient, open_opencode_client
 from mmthreads.core import agent_events as ae
 from mmthreads.core.backoff import RetryPolicy
 from mmthreads.errors import (
@@ -504,3 +504,17 @@ async def test_open_opencode_client_closes_on_the_way_out() -> None:
     async with open_opencode_client(URL, transport=transport) as oc:
         assert await oc.health() == (True, "")
     assert oc._http._client.is_closed
+
+
+async def test_the_health_probe_waits_less_than_other_calls(autojump_clock) -> None:
+    server = Server(
+        {
+            "GET /global/health": js({"healthy": True, "version": "1.18.33"}),
+            "GET /session": js([SESSION]),
+        }
+    )
+    async with client(server, read_timeout=30.0) as oc:
+        await oc.health()
+        await oc.list_sessions(D)
+    reads = {r.url.path: r.extensions["timeout"]["read"] for _, r in server.requests}
+    assert reads == {"/global/health": HEALTH_TIMEOUT, "/session": 30.0}

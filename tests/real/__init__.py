@@ -1,0 +1,1 @@
+"""The bridge end to end against a real ``opencode serve`` driven by the stub model."""
