@@ -1,35 +1,35 @@
 """Service benchmark: the whole bridge against the harness, with many sessions streaming at once.
 
 Run it as ``python -m benchmarks.bench_service [--sessions 10,100,1000]``.  For each size it
-runs, in a fresh child process (so that peak RSS belongs to that run alone):
+runs, in a fresh child process:
 
 - ``baseline``: the Mattermost emulator and the OpenCode stand-in on 127.0.0.1, with the same
   sessions and turns, and no bridge;
-- ``bridge``: the same, plus ``serve`` with default settings (edit interval 1.0 s unless
-  ``--edit-interval`` says otherwise; no flood limit: one owner prompts every thread at once),
-  all in one Trio run.
+- ``bridge``: the same harness, and ``mmthreads run`` in a process of its own (as in
+  production: the servers are other processes), with default settings except the edit
+  interval (``--edit-interval``, 1.0 s by default) and the flood limit (lifted: one owner
+  prompts every thread at once).
 
 A run creates N sessions at once (in ten directories), waits for their thread roots, then the
 owner replies in every thread at once (the replies are stored in the emulator directly, so the
 harness's HTTP client does not weigh on the figures) and the run waits until every thread shows
 its completion line.  The baseline stores the same roots and replies and prompts the stand-in
 itself, as the bridge would.  Each run stops by itself once its budget (``BUDGET``) is spent
-and reports what it has.
+and reports what it has; the bridge is then stopped with SIGTERM.
 
-Instrumentation, all on ``time.monotonic()`` in the one process: the stand-in's bus gets a hook
-that stamps each published event (``session.created``, ``message.part.delta``); the emulator's
-``flush`` stamps each broadcast ``posted``/``post_edited`` event, i.e. the moment a post or an
-edit was applied.  A delta counts as visible when the first post or edit of its session's
-thread whose message contains the part's text so far is applied.  The posts are decoded after
-the measured window, so the analysis costs no CPU inside it.
+Instrumentation, on ``time.monotonic()`` in the harness's process: the stand-in's bus gets a
+hook that stamps each published event (``session.created``, ``message.part.delta``); the
+emulator's ``flush`` stamps each broadcast ``posted``/``post_edited`` event, i.e. the moment a
+post or an edit was applied.  A delta counts as visible when the first post or edit of its
+session's thread whose message contains the part's text so far is applied.  The posts are
+decoded after the measured window, so the analysis costs no CPU inside it.
 
 Figures: root latency (``session.created`` to the root post), delta-to-visible latency,
 Mattermost requests of the bot per turn prompted (by route), how often the bridge subscribed to
-the stand-in's event stream (more than once means the stream was cut and resumed), CPU seconds
-per 1,000 stand-in events (``time.process_time``), peak RSS (``ru_maxrss``), for the bridge and
-for the baseline.  The baseline has no event-stream subscriber and no REST client, so the
-bridge's share also holds the harness's work of serving the bridge (SSE frames, REST calls,
-WebSocket events).
+the stand-in's event stream (more than once means the stream was cut and resumed), the bridge
+process's CPU seconds per 1,000 stand-in events in the measured window (``/proc/<pid>/stat``)
+and its peak RSS (``ru_maxrss`` of the child), with the harness's own figures from the
+baseline run beside them.
 """
 
 from __future__ import annotations
@@ -57,14 +57,12 @@ from benchmarks.table import format_table
 from mmthreads.core.render import session_id_from_props
 from mmthreads.harness.mattermost import MattermostEmulator, open_mattermost_emulator
 from mmthreads.harness.opencode import open_opencode_standin
-from mmthreads.runtime.service import serve
-from mmthreads.settings import FloodSettings, load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mmthreads.harness.opencode import BusEvent
-    from mmthreads.settings import Settings
+    from mmthreads.harness.opencode.server import OpenCodeStandInHandle
 
 #: Seconds between streamed chunks of the stand-in's replies.
 CHUNK_DELAY: Final = 0.05
@@ -172,14 +170,12 @@ async def _run_in(
             "MATTERMOST_OWNER_USER_ID": owner.id,
             "OPENCODE_URL": oc.url,
         }
-        settings = load_settings(
-            env=env,
-            config_path=None,
-            flags={"mapping_file": str(tmp / "threads.json"), "edit_interval": interval},
-        )
         # One owner prompts every thread at once: far past a person's flood limit, on purpose.
-        unlimited = FloodSettings(burst=max(sessions, 1) * 2, refill_interval=0.001)
-        settings = msgspec.structs.replace(settings, flood=unlimited)
+        config = tmp / "bridge.toml"
+        config.write_text(
+            f"[stream]\nedit_interval = {interval}\n"
+            f"[flood]\nburst = {max(sessions, 1) * 2}\nrefill_interval = 0.001\n"
+        )
         bus = oc.standin.state.bus
         notify = bus.on_publish
         oc_stamps: list[float] = []
@@ -190,13 +186,14 @@ async def _run_in(
                 notify(event)
 
         bus.on_publish = stamp
-        trigger = trio.Event()
+        bridge: trio.Process | None = None
         if with_bridge:
-            await nursery.start(_serve_until, settings, trigger)
+            bridge = await _start_bridge(tmp, env, config, emulator, bot.id, oc, deadline)
         events_before = len(bus.log)
         oc_stamps.extend([0.0] * events_before)
         posts = emulator.state.posts
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        cpu0 = _process_cpu(bridge.pid) if bridge is not None else time.process_time()
+        wall0 = time.monotonic()
 
         # Phase 1: N sessions at once; wait for their roots.
         created = [
@@ -245,30 +242,69 @@ async def _run_in(
             return sum(1 for s in created if oc.standin.is_idle(s.id))
 
         result.finished = await _wait(lambda: finished() >= sessions, deadline)
-        result.cpu = time.process_time() - cpu0
         result.wall = time.monotonic() - wall0
         result.events = len(bus.log) - events_before
-        result.rss_mb = _rss_mb()
         result.roots = roots()
         result.turns_done = finished()
         bot_requests = [r for r in emulator.requests[requests_mark:] if r.user_id == bot.id]
         routes = (f"{r.method} {_ID.sub('/{id}', r.path)}" for r in bot_requests)
         result.requests = dict(Counter(routes))
         result.streams = sum(1 for r in oc.standin.requests if r.path.endswith("/event"))
-        trigger.set()
-        nursery.cancel_scope.deadline = trio.current_time() + 5.0
-        if not with_bridge:
-            nursery.cancel_scope.cancel()
+        if bridge is not None:
+            result.cpu = _process_cpu(bridge.pid) - cpu0
+            await _stop_bridge(bridge)
+            # The bridge's peak RSS: it is this process's only waited-for child.
+            result.rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        else:
+            result.cpu = time.process_time() - cpu0
+            result.rss_mb = _rss_mb()
+        nursery.cancel_scope.cancel()
 
     _latencies(result, bus.log, oc_stamps, emulator, dm.id)
     return result
 
 
-async def _serve_until(
-    settings: Settings, trigger: trio.Event, *, task_status: trio.TaskStatus[None]
-) -> None:
-    """``serve`` with its shutdown trigger, for ``nursery.start``."""
-    await serve(settings, shutdown_trigger=trigger, task_status=task_status)
+async def _start_bridge(
+    tmp: Path,
+    env: dict[str, str],
+    config: Path,
+    emulator: MattermostEmulator,
+    bot_id: str,
+    oc: OpenCodeStandInHandle,
+    deadline: float,
+) -> trio.Process:
+    """``mmthreads run`` in its own process; returns once it follows both servers."""
+    argv = [sys.executable, "-m", "mmthreads", "run", "--config", str(config)]
+    argv += ["--mapping-file", str(tmp / "threads.json"), "--log-level", "ERROR"]
+    process = await trio.lowlevel.open_process(
+        argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    # Up: its WebSocket is attached and it follows the stand-in's event stream.
+    await _wait(
+        lambda: (
+            any(r.user_id == bot_id for r in emulator.connects)
+            and any(r.path.endswith("/event") for r in oc.standin.requests)
+        ),
+        deadline,
+    )
+    return process
+
+
+async def _stop_bridge(process: trio.Process) -> None:
+    """SIGTERM, as a service manager would; killed if it is not gone within the grace."""
+    process.terminate()
+    with trio.move_on_after(GRACE):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime and stime: fields 14 and 15 of stat
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _latencies(
@@ -413,21 +449,20 @@ def _rows(sessions: int, bridge: RunResult | str, base: RunResult | str) -> list
     rows.append([f"{title}: MM requests per turn", f"{total / turns:.1f} ({by_route})", ""])
     rows.append([f"{title}: OpenCode event-stream connects", str(bridge.streams), "1"])
     if isinstance(base, RunResult):
-        share = bridge.rss_mb - base.rss_mb
-        base_cpu = f"; baseline {1000 * base.cpu / max(1, base.events):.2f}"
-        base_rss = f"; baseline {base.rss_mb:.0f} MB, bridge share {share:.0f} MB"
+        base_cpu = f"; harness alone {1000 * base.cpu / max(1, base.events):.2f}"
+        base_rss = f"; harness alone {base.rss_mb:.0f} MB"
     else:
-        base_cpu = base_rss = f"; baseline {base}"
+        base_cpu = base_rss = f"; harness alone: {base}"
     rows.append(
         [
-            f"{title}: CPU s per 1,000 events",
+            f"{title}: bridge CPU s per 1,000 events",
             f"{1000 * bridge.cpu / max(1, bridge.events):.2f} ({bridge.events} events,"
             f" {bridge.cpu:.1f} s){base_cpu}",
             "",
         ]
     )
     rss_target = "< 300 MB" if sessions == 1000 else ""
-    rows.append([f"{title}: peak RSS", f"{bridge.rss_mb:.0f} MB{base_rss}", rss_target])
+    rows.append([f"{title}: bridge peak RSS", f"{bridge.rss_mb:.0f} MB{base_rss}", rss_target])
     return rows
 
 
