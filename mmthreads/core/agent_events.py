@@ -103,6 +103,14 @@ class ReasoningPart(_PartBase, frozen=True, kw_only=True, tag="reasoning"):
     text: str
 
 
+class FilePart(_PartBase, frozen=True, kw_only=True, tag="file"):
+    """A file in a message (``url`` is usually a ``data:`` URI)."""
+
+    mime: str
+    url: str
+    filename: str = ""
+
+
 #: A tool call's state, as OpenCode moves it along.
 ToolStatus: TypeAlias = Literal["pending", "running", "completed", "error"]
 
@@ -120,6 +128,8 @@ class ToolPart(_PartBase, frozen=True, kw_only=True, tag="tool"):
     error: str = ""
     start_ms: int | None = None
     end_ms: int | None = None
+    #: Files the completed tool returned (e.g. an image it read), as ``file`` parts.
+    attachments: tuple[FilePart, ...] = ()
 
 
 class StepStartPart(_PartBase, frozen=True, kw_only=True, tag="step-start"):
@@ -132,14 +142,6 @@ class StepFinishPart(_PartBase, frozen=True, kw_only=True, tag="step-finish"):
     reason: str = ""
     cost: float = 0.0
     tokens: Tokens = Tokens()
-
-
-class FilePart(_PartBase, frozen=True, kw_only=True, tag="file"):
-    """A file in a message (``url`` is usually a ``data:`` URI)."""
-
-    mime: str
-    url: str
-    filename: str = ""
 
 
 class PatchPart(_PartBase, frozen=True, kw_only=True, tag="patch"):

@@ -181,8 +181,16 @@ class TurnView:
         return _BLOCK_SEPARATOR.join(self._texts())
 
     def file_parts(self) -> tuple[FilePart, ...]:
-        """The files the assistant produced in this turn, in order (for the runtime to upload)."""
-        return tuple(s.part for s in self._visible() if isinstance(s.part, FilePart))
+        """The files the assistant produced in this turn, in order (for the runtime to upload):
+        its ``file`` parts and the files its completed tools returned."""
+        files: list[FilePart] = []
+        for state in self._visible():
+            part = state.part
+            if isinstance(part, FilePart):
+                files.append(part)
+            elif isinstance(part, ToolPart) and part.status == "completed":
+                files.extend(part.attachments)
+        return tuple(files)
 
     def render(self, limit: int) -> list[str]:
         """The turn's posts: the first is edited in place, the others are continuations.

@@ -250,6 +250,16 @@ def decode_part(raw: msgspec.Raw | bytes) -> tuple[str, ae.Part]:
                 error=state.error,
                 start_ms=_ms(state.time.start) if state.time else None,
                 end_ms=_ms(state.time.end) if state.time else None,
+                attachments=tuple(
+                    ae.FilePart(
+                        part_id=file.id or f"{ids['part_id']}/{n}",
+                        message_id=ids["message_id"],
+                        mime=file.mime,
+                        url=file.url,
+                        filename=file.filename or "",
+                    )
+                    for n, file in enumerate(state.attachments)
+                ),
             )
         case "step-start":
             part = ae.StepStartPart(**ids)

@@ -41,6 +41,7 @@ __all__ = [
     "TextPart",
     "Todo",
     "Tokens",
+    "ToolAttachment",
     "ToolPart",
     "ToolRef",
     "ToolState",
@@ -208,6 +209,15 @@ class ToolTime(Wire, frozen=True, kw_only=True):
     end: float | None = None
 
 
+class ToolAttachment(Wire, frozen=True, kw_only=True):
+    """A file a completed tool returned (``state.attachments[]``, a ``file`` part)."""
+
+    id: str = ""
+    mime: str = ""
+    url: str = ""
+    filename: str | None = None
+
+
 class ToolState(Wire, frozen=True, kw_only=True):
     """A tool part's ``state`` (pending, running, completed or error; one Struct for all)."""
 
@@ -217,6 +227,7 @@ class ToolState(Wire, frozen=True, kw_only=True):
     output: str = ""
     error: str = ""
     time: ToolTime | None = None
+    attachments: list[ToolAttachment] = msgspec.field(default_factory=list)
 
 
 class ToolPart(PartHead, frozen=True, kw_only=True):

@@ -524,3 +524,30 @@ def test_the_provider_catalogue_keeps_connected_providers_and_capabilities() -> 
     )
     assert catalog.default_model() == ("stub", "v")
     assert catalog.find("other", "x") is None
+
+
+def test_files_a_completed_tool_returned_are_its_attachments() -> None:
+    frame = json.loads(line(76))
+    frame["properties"]["part"]["state"]["attachments"] = [
+        {
+            "id": "prt_att",
+            "sessionID": "ses_debf0b594ffemW7usdkp7FGj5H",
+            "messageID": "msg_2140f4c82001o3OzOPxFpGMeD2",
+            "type": "file",
+            "mime": "image/png",
+            "url": "data:image/png;base64,iVBORw0KGgo=",
+            "filename": "chart.png",
+        }
+    ]
+    [event] = decode_event(json.dumps(frame).encode(), server=S, directory=D)
+    assert isinstance(event, ae.PartUpdated)
+    assert isinstance(event.part, ae.ToolPart)
+    assert event.part.attachments == (
+        ae.FilePart(
+            part_id="prt_att",
+            message_id="msg_2140f4c82001o3OzOPxFpGMeD2",
+            mime="image/png",
+            url="data:image/png;base64,iVBORw0KGgo=",
+            filename="chart.png",
+        ),
+    )

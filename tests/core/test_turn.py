@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -720,3 +721,15 @@ def test_order_does_not_depend_on_the_interleaving_of_parts(data: st.DataObject)
         shuffled.append(streams[n][cursors[n]])
         cursors[n] += 1
     assert play(*shuffled).markdown() == expected
+
+
+def test_files_returned_by_a_completed_tool_are_listed_for_upload() -> None:
+    chart = FilePart(part_id="prt_att", message_id=STEP1, mime="image/png", url="data:,x")
+    running = ToolPart(
+        part_id="prt_9", message_id=STEP1, tool="read", call_id="c", status="running"
+    )
+    done = msgspec.structs.replace(running, status="completed", attachments=(chart,))
+    view = play(message(STEP1), PartUpdated(session_id=SES, part=running))
+    assert view.file_parts() == ()
+    view.apply(PartUpdated(session_id=SES, part=done), 0)
+    assert view.file_parts() == (chart,)
