@@ -23,8 +23,8 @@ from mmthreads.core import agent_events as ae
 from mmthreads.core import cards
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import ChatError, MmthreadsError
+from mmthreads.runtime.bridge import now_ms
 from mmthreads.runtime.card_store import CardRecord, encode_cards, load_cards, save_cards
-from mmthreads.runtime.effects import now_ms
 from mmthreads.runtime.outbox import PostRef, Priority
 from mmthreads.settings import ControlSettings
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mmthreads.adapters.opencode import OpenCodeClient
-    from mmthreads.runtime.effects import Bridge
+    from mmthreads.runtime.bridge import Bridge
 
 __all__ = ["LIVE", "Card", "CardBoard", "Request"]
 

@@ -37,8 +37,8 @@ import trio
 from mmthreads.core import agent_events as ae
 from mmthreads.core import cards
 from mmthreads.errors import AgentError, AgentNotFound, MmthreadsError
+from mmthreads.runtime.bridge import now_ms
 from mmthreads.runtime.card_board import LIVE, Card, CardBoard, Request
-from mmthreads.runtime.effects import now_ms
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

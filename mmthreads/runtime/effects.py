@@ -1,9 +1,11 @@
 """What the session threads do in the world: the service's side of ``ThreadEffects``.
 
 The session runners (``mmthreads.runtime.session_runner``) decide *what* to do; this module does
-it against the real servers. :class:`Bridge` is the state every part of the running service
-shares (clients, identity, the mapping index and file); :class:`ServiceEffects` implements the
-runners' effects on top of it:
+it against the real servers. :class:`ServiceEffects` implements the runners' effects on top of
+the :class:`~mmthreads.runtime.bridge.Bridge` (clients, identity, the mapping index and file):
+
+* a file the agent produced (a ``file`` part, or a completed tool's attachment) is uploaded into
+  the thread once, if OpenCode sent it inline (a ``data:`` URI) and within the size limit;
 
 * every write to Mattermost is queued in the bridge's :class:`~mmthreads.runtime.outbox.Outbox`
   and carried out in order per thread, so a runner never waits for Mattermost;
@@ -26,35 +28,29 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import msgspec
-import trio
 
 from mmthreads.core.actions import DisconnectedNotice, ReconnectedNotice
 from mmthreads.core.files import decode_data_uri, refusal, safe_filename
 from mmthreads.core.render import render_notice
 from mmthreads.core.states import ThreadState
-from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge, MappingFileError
+from mmthreads.errors import AgentError, ChatError, ChatFileTooLarge
 from mmthreads.mapping import iso_timestamp
-from mmthreads.runtime.outbox import Delayed, Outbox, PostRef, Priority
+from mmthreads.runtime.outbox import Delayed, PostRef, Priority
 from mmthreads.runtime.recovery import turn_props
 from mmthreads.wire.opencode_rest import FilePartInput, TextPartInput
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from mmthreads.adapters.mattermost_rest import MattermostClient
-    from mmthreads.adapters.opencode import OpenCodeClient
     from mmthreads.core.actions import Notice
     from mmthreads.core.agent_events import FilePart
     from mmthreads.core.events import PromptReceived
     from mmthreads.mapping import ThreadMapping
-    from mmthreads.mapping_index import MappingIndex
-    from mmthreads.mapping_store import MappingStore
+    from mmthreads.runtime.bridge import Bridge
     from mmthreads.runtime.session_runner import TurnKey
-    from mmthreads.wire.opencode_normalise import ModelInfo, ProviderCatalog
     from mmthreads.wire.opencode_rest import PartInput
 
 __all__ = [
@@ -62,9 +58,7 @@ __all__ = [
     "FILE_NOT_SENT",
     "FILE_NOT_SHARED",
     "PROMPT_NOT_SENT",
-    "Bridge",
     "ServiceEffects",
-    "now_ms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,131 +72,6 @@ FILE_NOT_SENT: Final = ":warning: **File not sent**"
 #: The heading of the notice about a file of the agent's that could not be uploaded.
 FILE_NOT_SHARED: Final = ":warning: **File not uploaded**"
 _FINAL: Final = frozenset({ThreadState.ENDED, ThreadState.ORPHANED})
-
-
-def now_ms() -> int:
-    """The wall clock in epoch milliseconds (timestamps shown to users and written to files)."""
-    return int(time.time() * 1000)
-
-
-@dataclass
-class Bridge:
-    """What every part of the running service shares.
-
-    Attributes:
-        chat: The Mattermost REST client.
-        bot_user_id: The bot's own user id.
-        max_post_size: The server's post limit in runes.
-        site_url: The Mattermost URL for permalinks.
-        index: The thread mappings (the source of truth while running).
-        store: The mapping file.
-        servers: OpenCode clients by server base URL, in configuration order.
-        edit_interval: Seconds between two edits of one answer post.
-        queue_limit: Prompts kept per thread while its server is unreachable.
-        inbox_size: Events buffered per thread task.
-        max_file_size: Largest attachment forwarded to OpenCode, in bytes.
-        disconnect_notice_delay: Seconds a "disconnected" notice is held back; a server back
-            within them posts neither it nor the "reconnected" notice.
-        prompt_sent: Set when a prompt went to OpenCode (the service then writes the inbound
-            cursor at once, and puts a new event here).
-        started_ms: When the service started.
-        default_models: The default model found per server (filled on first use).
-        catalogs: The model catalog read per server (filled with the default model).
-        outbox: Every write to Mattermost (the service runs it).
-    """
-
-    chat: MattermostClient
-    bot_user_id: str
-    max_post_size: int
-    site_url: str
-    index: MappingIndex
-    store: MappingStore
-    servers: dict[str, OpenCodeClient]
-    edit_interval: float
-    queue_limit: int
-    inbox_size: int
-    max_file_size: int = 10 * 1024 * 1024
-    disconnect_notice_delay: float = 0.0
-    prompt_sent: trio.Event = field(default_factory=trio.Event)
-    started_ms: int = field(default_factory=now_ms)
-    default_models: dict[str, tuple[str, str]] = field(default_factory=dict)
-    catalogs: dict[str, ProviderCatalog] = field(default_factory=dict)
-    outbox: Outbox = field(init=False)
-    _save_requested: int = field(default=0, init=False)
-    _saved: int = field(default=0, init=False)
-    _saving: bool = field(default=False, init=False)
-    _save_done: trio.Event = field(default_factory=trio.Event, init=False)
-
-    def __post_init__(self) -> None:
-        self.outbox = Outbox(self.chat, clock_ms=now_ms)
-
-    def server_of(self, mapping: ThreadMapping) -> OpenCodeClient:
-        """The client of the server a session lives on ("" names the first server)."""
-        client = self.servers.get(mapping.opencode_server)
-        return client if client is not None else next(iter(self.servers.values()))
-
-    async def persist(self) -> None:
-        """Write every mapping to the file; return once a write made after this call is done.
-
-        Writes are group commits: callers arriving while a write runs share the next one, so
-        a burst of changes costs two writes, not one per change.  Each write happens in a
-        worker thread.  A failed write is logged, not raised: the index stays the truth while
-        running, and the next write (or the one at shutdown) carries the change.
-        """
-        self._save_requested += 1
-        wanted = self._save_requested
-        while self._saved < wanted:
-            if self._saving:
-                await self._save_done.wait()
-                continue
-            self._saving = True
-            covers = self._save_requested
-            try:
-                await trio.to_thread.run_sync(self.store.save, list(self.index), time.time())
-            except MappingFileError as exc:
-                logger.error("cannot write the mapping file: %s", exc)
-            finally:
-                self._saving = False
-                self._saved = covers
-                done, self._save_done = self._save_done, trio.Event()
-                done.set()
-
-    async def update_mapping(self, mapping: ThreadMapping) -> None:
-        """Replace a mapping in the index and write the file (see :meth:`persist`)."""
-        self.index.put(mapping)
-        await self.persist()
-
-    async def model_info(self, mapping: ThreadMapping) -> ModelInfo | None:
-        """What the session's model can take (from its server's catalog), None if unknown."""
-        try:
-            chosen = await self.model_for(mapping)
-            if chosen is None:
-                return None
-            client = self.server_of(mapping)
-            catalog = self.catalogs.get(client.server)
-            if catalog is None:
-                catalog = await client.providers(mapping.directory)
-                self.catalogs[client.server] = catalog
-        except AgentError as exc:
-            logger.warning("cannot read the models of %s: %s", mapping.opencode_server, exc)
-            return None
-        return catalog.find(*chosen)
-
-    async def model_for(self, mapping: ThreadMapping) -> tuple[str, str] | None:
-        """The model to prompt with: the session's choice, else its server's default."""
-        if "/" in mapping.model:
-            provider, _, model = mapping.model.partition("/")
-            return provider, model
-        client = self.server_of(mapping)
-        cached = self.default_models.get(client.server)
-        if cached is not None:
-            return cached
-        catalog = await client.providers(mapping.directory)
-        self.catalogs[client.server] = catalog
-        chosen = catalog.default_model()
-        if chosen is not None:
-            self.default_models[client.server] = chosen
-        return chosen
 
 
 class ServiceEffects:

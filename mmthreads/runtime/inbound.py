@@ -57,8 +57,8 @@ from mmthreads.core.router import (
 )
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, ChatError
+from mmthreads.runtime.bridge import now_ms
 from mmthreads.runtime.cursor import InboundCursor, cursor_path
-from mmthreads.runtime.effects import now_ms
 from mmthreads.runtime.thread_commands import run_thread_command
 from mmthreads.settings import FloodSettings
 

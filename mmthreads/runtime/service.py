@@ -40,8 +40,8 @@ from mmthreads.adapters.opencode_events import run_event_stream
 from mmthreads.core import agent_events as ae
 from mmthreads.core.chat_events import ChatEvent
 from mmthreads.mapping_store import MappingStore
+from mmthreads.runtime.bridge import Bridge, now_ms
 from mmthreads.runtime.cursor import InboundCursor, cursor_path
-from mmthreads.runtime.effects import Bridge, now_ms
 from mmthreads.runtime.inbound import ChatInbound
 from mmthreads.runtime.sessions import SessionRegistry
 from mmthreads.runtime.startup import connect_chat

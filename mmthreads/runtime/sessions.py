@@ -49,9 +49,10 @@ from mmthreads.core.render import root_post, root_post_props, session_id_from_pr
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, MmthreadsError, StreamerGaveUp
 from mmthreads.mapping import ThreadMapping, iso_timestamp
+from mmthreads.runtime.bridge import now_ms
 from mmthreads.runtime.card_store import cards_path
 from mmthreads.runtime.controls import Controls
-from mmthreads.runtime.effects import ServiceEffects, now_ms
+from mmthreads.runtime.effects import ServiceEffects
 from mmthreads.runtime.outbox import PostRef
 from mmthreads.runtime.recovery import recover_answer, resume_unshown
 from mmthreads.runtime.session_runner import run_session
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from mmthreads.adapters.opencode import OpenCodeClient
     from mmthreads.core.backoff import RetryPolicy
     from mmthreads.core.events import ThreadEvent
-    from mmthreads.runtime.effects import Bridge
+    from mmthreads.runtime.bridge import Bridge
     from mmthreads.runtime.session_runner import SessionHandle
     from mmthreads.settings import ControlSettings
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mmthreads.core import agent_events as ae
 from mmthreads.core.commands import ServerStatus
-from mmthreads.runtime.effects import now_ms
+from mmthreads.runtime.bridge import now_ms
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

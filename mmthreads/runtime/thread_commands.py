@@ -4,7 +4,7 @@ The answers are pure (``mmthreads.core.commands``, ``mmthreads.core.model_choice
 does the two things they cannot: it reads the session's server's ``GET /provider`` into a
 :class:`~mmthreads.core.model_choice.ModelsView`, and it writes a valid ``!model <choice>`` into
 the session's mapping (``model``), which the prompts of that session send from then on
-(:meth:`~mmthreads.runtime.effects.Bridge.model_for`).  A server that cannot be read is told in
+(:meth:`~mmthreads.runtime.bridge.Bridge.model_for`).  A server that cannot be read is told in
 the answer, never raised.
 """
 
@@ -19,12 +19,12 @@ from mmthreads.core.commands import Lane, answer_command
 from mmthreads.core.model_choice import ModelsView, choose_model, models_view
 from mmthreads.errors import AgentError
 from mmthreads.mapping import iso_timestamp
-from mmthreads.runtime.effects import now_ms
+from mmthreads.runtime.bridge import now_ms
 
 if TYPE_CHECKING:
     from mmthreads.core.commands import CommandContext
     from mmthreads.mapping import ThreadMapping
-    from mmthreads.runtime.effects import Bridge
+    from mmthreads.runtime.bridge import Bridge
 
 __all__ = ["read_models", "run_thread_command"]
 

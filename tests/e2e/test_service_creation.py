@@ -15,7 +15,7 @@ from mmthreads.core.states import ThreadState
 from mmthreads.mapping import ThreadMapping
 from mmthreads.mapping_index import MappingIndex
 from mmthreads.mapping_store import MappingStore
-from mmthreads.runtime.effects import Bridge
+from mmthreads.runtime.bridge import Bridge
 from mmthreads.runtime.sessions import SessionRegistry, generated_title, short_id
 from tests.e2e.conftest import WATCHDOG
 

@@ -9,7 +9,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from mmthreads.mapping_index import MappingIndex
-from mmthreads.runtime.effects import Bridge
+from mmthreads.runtime.bridge import Bridge
 
 if TYPE_CHECKING:
     from mmthreads.adapters.mattermost_rest import MattermostClient

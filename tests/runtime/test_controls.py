@@ -19,9 +19,9 @@ from mmthreads.core.cards import EXPIRED, PERMISSION_PROP, QUESTION_PROP
 from mmthreads.errors import AgentNotFound
 from mmthreads.mapping_index import MappingIndex
 from mmthreads.mapping_store import MappingStore
+from mmthreads.runtime.bridge import Bridge
 from mmthreads.runtime.card_store import decode_cards, encode_cards
 from mmthreads.runtime.controls import NO_PERMISSION_PENDING, Controls
-from mmthreads.runtime.effects import Bridge
 from mmthreads.runtime.outbox import MARKER_PROP
 from mmthreads.settings import ControlSettings
 from mmthreads.wire.mattermost import Post, User
