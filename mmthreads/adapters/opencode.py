@@ -315,12 +315,16 @@ class OpenCodeClient:
         directory: str,
         reply: str,
         message: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Answer a permission: ``once``, ``always`` or ``reject``.
 
         Uses ``POST /permission/{id}/reply``; a server that answers it with 404 or HTML
         (before about 1.0.2xx) gets the legacy ``POST /session/{sid}/permissions/{pid}``,
         which takes no ``message``.
+
+        Returns:
+            Whether ``message`` reached OpenCode (False: the legacy route dropped it; True
+            when there was none).
 
         Raises:
             AgentNotFound: No such pending request on either route.
@@ -332,7 +336,7 @@ class OpenCodeClient:
         except (AgentNotFound, AgentBadResponse) as exc:
             logger.info("%s: %s; trying the legacy permission route", path, exc.name)
         else:
-            return
+            return True
         legacy = f"/session/{_seg(session_id)}/permissions/{_seg(request_id)}"
         await self._http.call_json(
             "POST",
@@ -341,6 +345,7 @@ class OpenCodeClient:
             directory=directory,
             body=LegacyPermissionReplyBody(response=reply),
         )
+        return not message
 
     async def list_questions(self, directory: str) -> list[ae.QuestionAsked]:
         """Pending questions of one project (``AgentBadResponse`` on servers before them)."""

@@ -32,6 +32,7 @@ __all__ = [
     "EXPIRED",
     "PERMISSION_PROP",
     "QUESTION_PROP",
+    "REASON_NOT_TAKEN",
     "AnswerError",
     "answer_help",
     "format_seconds",
@@ -150,6 +151,12 @@ def permission_rejecting(window: float, *, by: str = "") -> str:
         f":x: **Rejecting**{_by(by)}: reply in this thread within {format_seconds(window)} to "
         "tell the agent why, and it goes on with your reason; without a reply it stops."
     )
+
+
+#: Added to a reject's outcome when the server's (legacy) route took no reason.
+REASON_NOT_TAKEN: Final = (
+    "_This OpenCode server takes no reason with a rejection: the run stopped without it._"
+)
 
 
 def permission_decided(reply: str, *, by: str = "", reason: str = "") -> str:

@@ -221,22 +221,32 @@ class Controls(CardBoard):
     ) -> str | None:
         request = card.request
         assert isinstance(request, ae.PermissionAsked)
-        call = _call(
-            self._client(card).reply_permission,
-            request.request_id,
-            request.session_id,
-            self._dir(card),
-            reply,
-            reason.strip() or None,
-        )
-        return await self._send(
-            card, call, status or cards.permission_decided(reply, by=by, reason=reason)
-        )
+        delivered = True
+
+        async def call() -> None:
+            nonlocal delivered
+            delivered = await self._client(card).reply_permission(
+                request.request_id,
+                request.session_id,
+                self._dir(card),
+                reply,
+                reason.strip() or None,
+            )
+
+        def outcome() -> str:
+            if status:
+                return status
+            if not delivered:  # an older server: the reason went nowhere, the run stopped
+                return cards.permission_decided(reply, by=by) + "\n" + cards.REASON_NOT_TAKEN
+            return cards.permission_decided(reply, by=by, reason=reason)
+
+        return await self._send(card, call, outcome)
 
     async def _send(
-        self, card: Card, call: Callable[[], Awaitable[None]], status: str
+        self, card: Card, call: Callable[[], Awaitable[None]], status: str | Callable[[], str]
     ) -> str | None:
-        """Send an answer to OpenCode and settle the card; an error text if it failed."""
+        """Send an answer to OpenCode and settle the card with ``status`` (or what it returns
+        once the answer went through); an error text if it failed."""
         if card.done or card.sending:
             return None
         card.sending = True
@@ -251,7 +261,7 @@ class Controls(CardBoard):
             return f":warning: **Not done**\n{exc}"
         finally:
             card.sending = False
-        await self._settle(card, status)
+        await self._settle(card, status() if callable(status) else status)
         return None
 
     # --- timers ------------------------------------------------------------------------------

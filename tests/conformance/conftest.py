@@ -34,6 +34,7 @@ import pytest
 import trio
 
 from mmthreads.harness.real_opencode import (
+    OPENCODE_LEGACY_VERSION,
     OPENCODE_VERSION,
     RealOpencode,
     make_git_project,
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = ROOT / "scripts" / "install-opencode.sh"
 HERE = Path(__file__).resolve().parent
+#: Where ``scripts/install-opencode.sh`` puts ``rg`` for the legacy release.
+RG_FOLDER = ROOT / ".cache" / f"opencode-{OPENCODE_LEGACY_VERSION}" / "bin"
 
 #: Seconds between streamed chunks in these tests: fast, but still a stream.
 CHUNK_DELAY = 0.01
@@ -89,6 +92,29 @@ def opencode_binary() -> Path:
         pytest.fail(
             f"opencode {OPENCODE_VERSION} is not installed: run scripts/install-opencode.sh "
             f"(or set MMTHREADS_OPENCODE_BIN)\n{check.stderr.strip()}"
+        )
+    return Path(check.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def legacy_binary() -> Path:
+    """``$MMTHREADS_OPENCODE_LEGACY_BIN``, or the installed legacy release.
+
+    Such a server runs with ``pure=False`` and :data:`RG_FOLDER` on its ``PATH``.
+    """
+    configured = os.environ.get("MMTHREADS_OPENCODE_LEGACY_BIN")
+    if configured:
+        return Path(configured)
+    check = subprocess.run(
+        [str(INSTALL_SCRIPT), "--check", OPENCODE_LEGACY_VERSION],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        pytest.fail(
+            f"opencode {OPENCODE_LEGACY_VERSION} is not installed: run "
+            f"scripts/install-opencode.sh\n{check.stderr.strip()}"
         )
     return Path(check.stdout.strip())
 

@@ -11,9 +11,6 @@ One server and stub model serve the whole module; it needs ``pure=False`` and ``
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,38 +26,17 @@ from mmthreads.harness.script import Reply, plan_step
 from mmthreads.wire.opencode import decode_event
 from mmthreads.wire.opencode_rest import TextPartInput
 
-from .conftest import INSTALL_SCRIPT, ROOT, EventLog, serve_in_background
+from .conftest import RG_FOLDER, EventLog, serve_in_background
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
+    from pathlib import Path
 
     from .conftest import SharedOpencode
 
 MODEL = ("stub", "stub-model")
 TURN_DEADLINE = 20
 POLICY = RetryPolicy(initial_delay=0.05, factor=2.0, max_delay=0.4)
-#: Where ``scripts/install-opencode.sh`` puts ``rg`` for the legacy release.
-RG_FOLDER = ROOT / ".cache" / f"opencode-{OPENCODE_LEGACY_VERSION}" / "bin"
-
-
-@pytest.fixture(scope="module")
-def legacy_binary() -> Path:
-    """``$MMTHREADS_OPENCODE_LEGACY_BIN``, or the installed legacy release."""
-    configured = os.environ.get("MMTHREADS_OPENCODE_LEGACY_BIN")
-    if configured:
-        return Path(configured)
-    check = subprocess.run(
-        [str(INSTALL_SCRIPT), "--check", OPENCODE_LEGACY_VERSION],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check.returncode != 0:
-        pytest.fail(
-            f"opencode {OPENCODE_LEGACY_VERSION} is not installed: run "
-            f"scripts/install-opencode.sh\n{check.stderr.strip()}"
-        )
-    return Path(check.stdout.strip())
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,17 @@ Trio run between the Mattermost emulator and a real ``opencode serve`` driven by
 all on 127.0.0.1 and free ports.  The server needs the pinned binary, exactly as the conformance
 suite does (``scripts/install-opencode.sh``, or ``MMTHREADS_OPENCODE_BIN``).
 
-Two ways to get the server:
+Three ways to get the server:
 
 - ``shared_real``: one server and stub model for the whole folder, served by a background
   thread (``tests.conformance.conftest.SharedOpencode``), so only the first test pays for the
   cold start.  Each test starts its own emulator and bridge, uses its own project directory and
   sessions, and the bridge adopts no session that existed before it started, so nothing leaks
   from one test into the next (not even an "always" approval: those are per directory);
-- ``own_real``: a server of the test's own, in the test's run, for tests that kill or restart it.
+- ``own_real``: a server of the test's own, in the test's run, for tests that kill or restart it;
+- ``legacy_real``: one server of the older release (``OPENCODE_LEGACY_VERSION``) per module,
+  served like ``shared_real`` (``scripts/install-opencode.sh`` installs it too, or
+  ``MMTHREADS_OPENCODE_LEGACY_BIN``); ``legacy_bridge`` is the bridge following it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from mmthreads.runtime.service import serve
 from mmthreads.settings import RetryPolicies, Settings, load_settings
 from tests.conformance.conftest import (
     CHUNK_DELAY,
+    RG_FOLDER,
     SharedOpencode,
+    legacy_binary,
     opencode_binary,
     serve_in_background,
 )
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
     from mmthreads.harness.stub_model import RecordedRequest, Turn
     from mmthreads.mapping import ThreadMapping
 
-__all__ = ["opencode_binary"]  # the conformance fixture, shared
+__all__ = ["legacy_binary", "opencode_binary"]  # the conformance fixtures, shared
 
 HERE: Final = Path(__file__).resolve().parent
 #: Every test must finish within this many seconds of real time (a cold server's first turn
@@ -166,6 +171,25 @@ def shared_server(
 def shared_real(shared_server: SharedOpencode) -> Server:
     """The shared server, as a test sees it."""
     return Server(shared_server.server, lambda: shared_server.requests, shared_server.wait_request)
+
+
+@pytest.fixture(scope="module")
+def legacy_server(
+    legacy_binary: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedOpencode]:
+    """One server of the older release (``OPENCODE_LEGACY_VERSION``) per module, in the background.
+
+    That release rejects ``--pure`` and needs ``rg`` on its ``PATH`` to start a turn offline.
+    """
+    project = make_git_project(tmp_path_factory.mktemp("legacy") / "project")
+    with serve_in_background(legacy_binary, project, pure=False, extra_path=[RG_FOLDER]) as shared:
+        yield shared
+
+
+@pytest.fixture
+def legacy_real(legacy_server: SharedOpencode) -> Server:
+    """The module's legacy server, as a test sees it."""
+    return Server(legacy_server.server, lambda: legacy_server.requests, legacy_server.wait_request)
 
 
 @pytest.fixture
@@ -339,15 +363,29 @@ async def open_bridge(opencode_url: str, home: Path) -> AsyncIterator[Bridge]:
         nursery.cancel_scope.cancel()
 
 
-@pytest.fixture
-async def bridge(shared_real: Server, tmp_path: Path) -> AsyncIterator[Bridge]:
-    """A started bridge between the emulator and the shared real server."""
-    async with open_bridge(shared_real.url, tmp_path) as made:
+@asynccontextmanager
+async def open_running_bridge(opencode_url: str, home: Path) -> AsyncIterator[Bridge]:
+    """:func:`open_bridge`, started for the block and stopped gracefully after it."""
+    async with open_bridge(opencode_url, home) as made:
         with trio.fail_after(WATCHDOG):
             running = await made.start()
         yield made
         with trio.fail_after(WATCHDOG):
             await running.stop()
+
+
+@pytest.fixture
+async def bridge(shared_real: Server, tmp_path: Path) -> AsyncIterator[Bridge]:
+    """A started bridge between the emulator and the shared real server."""
+    async with open_running_bridge(shared_real.url, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+async def legacy_bridge(legacy_real: Server, tmp_path: Path) -> AsyncIterator[Bridge]:
+    """A started bridge between the emulator and the module's legacy server."""
+    async with open_running_bridge(legacy_real.url, tmp_path) as made:
+        yield made
 
 
 @pytest.fixture

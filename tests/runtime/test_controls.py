@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from mmthreads.core import agent_events as ae
-from mmthreads.core.cards import EXPIRED, PERMISSION_PROP, QUESTION_PROP
+from mmthreads.core.cards import EXPIRED, PERMISSION_PROP, QUESTION_PROP, REASON_NOT_TAKEN
 from mmthreads.errors import AgentNotFound
 from mmthreads.mapping_index import MappingIndex
 from mmthreads.mapping_store import MappingStore
@@ -91,6 +91,7 @@ class FakeOpenCode:
     parents: dict[str, str] = field(default_factory=dict)
     called: trio.Event = field(default_factory=trio.Event)
     gone: bool = False
+    legacy: bool = False  # answers through the old route, which takes no reason
 
     def _record(self, *call: Any) -> None:
         self.calls.append(call)
@@ -105,8 +106,9 @@ class FakeOpenCode:
         directory: str,
         reply: str,
         message: str | None = None,
-    ) -> None:
+    ) -> bool:
         self._record("permission", request_id, reply, message)
+        return not (self.legacy and message)
 
     async def reply_question(self, request_id: str, directory: str, answers: Any) -> None:
         self._record("question", request_id, [list(a) for a in answers])
@@ -286,6 +288,19 @@ async def test_the_next_reply_is_the_rejects_reason(
     await trio.sleep(500)  # neither the window's end nor the timeout sends anything more
     assert len(world.opencode.calls) == 1
     assert not await world.controls.intercept(SESSION, reply("now a prompt"))
+
+
+async def test_an_older_server_that_drops_the_reason_is_said_on_the_card(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    world.opencode.legacy = True
+    card = await _ask(world, permission())
+    await world.controls.react(SPEC_MAPPING, "reject", card, OWNER)
+    assert await world.controls.intercept(SESSION, reply("keep the build folder"))
+    await _settle(world)
+    text = world.chat.posts[card]
+    assert text.endswith(":x: **Rejected** by @alice.\n" + REASON_NOT_TAKEN)
+    assert "keep the build folder" not in text
 
 
 async def test_an_approval_during_the_window_wins(

@@ -1,0 +1,165 @@
+"""The core scenarios of the bridge against the older ``opencode serve`` (1.0.185).
+
+That release speaks the older dialect (``reference/opencode-server-api.md`` §5): text deltas
+inside ``message.part.updated``, ``permission.updated`` answered only on the per-session route
+``POST /session/{id}/permissions/{pid}`` (which takes no message), and no ``/global/health``,
+``/permission`` or ``/question``.  One legacy server and stub model serve the module
+(``legacy_real``); each test has its own emulator, bridge, project directory and sessions, as in
+``test_bridge.py``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from mmthreads.core.cards import REASON_NOT_TAKEN
+from mmthreads.core.render import SESSION_ENDED, root_post
+from mmthreads.core.turn_render import reasoning_line
+from mmthreads.harness.real_opencode import OPENCODE_LEGACY_VERSION
+from mmthreads.harness.script import Reply, plan_step
+from mmthreads.mapping_store import MappingStore
+from mmthreads.runtime.effects import ACK_EMOJI
+from tests.real.conftest import (
+    DONE,
+    WATCHDOG,
+    is_final,
+    is_permission_card,
+    tool_calls_of,
+    turn_requests,
+    wait_permission_card,
+    wait_reason_asked,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mmthreads.harness.mattermost import Post
+    from tests.real.conftest import Bridge, Server
+
+
+def blocks(post: Post) -> list[str]:
+    """The post's blocks (reasoning, text, tools and totals are separated by blank lines)."""
+    return post.message.split("\n\n")
+
+
+async def test_a_new_session_gets_its_thread(
+    legacy_bridge: Bridge, legacy_real: Server, project: Path
+) -> None:
+    assert legacy_real.real.version == OPENCODE_LEGACY_VERSION
+    with trio.fail_after(WATCHDOG):
+        session_id = await legacy_real.create_session(project, title="from the API")
+        root = await legacy_bridge.root_of(session_id)
+        mapping = await legacy_bridge.saved_mapping(session_id)
+    assert root.user_id == legacy_bridge.bot.id
+    assert root.props["mmthreads_session_id"] == session_id
+    assert root.props["mmthreads_directory"] == str(project)
+    assert root.message == root_post(mapping)
+    assert mapping.directory == str(project)
+    assert mapping.project_name == project.name
+    assert mapping.session_title == "from the API"
+    assert mapping.opencode_server == legacy_real.url
+    assert [p.id for p in legacy_bridge.roots()] == [root.id]
+
+
+async def test_a_reply_streams_the_scripted_answer_exactly(
+    legacy_bridge: Bridge, legacy_real: Server, project: Path
+) -> None:
+    bridge = legacy_bridge
+    words = "hello there, from the thread"
+    expected = plan_step(words, 0)
+    assert isinstance(expected, Reply)
+    with trio.fail_after(WATCHDOG):
+        session_id = await legacy_real.create_session(project)
+        root = await bridge.root_of(session_id)
+        prompt = await bridge.prompt(root, words)
+        answer = await bridge.answer(root.id)
+        await bridge.mm.emulator.wait_reaction(prompt.id, ACK_EMOJI)
+        # The generated title (the stub's first words of the prompt) reaches the root post.
+        await bridge.mm.wait_post(lambda p: p.id == root.id and "Title: hello there" in p.message)
+    shown = blocks(answer)
+    assert shown[0] == reasoning_line(expected.reasoning, streaming=False)
+    assert "\n\n".join(shown[1:-1]) == expected.text
+    assert shown[-1].startswith(DONE)
+    assert is_final(answer)
+    # Streamed: created early, then edited in place (the deltas rode on part updates).
+    edits = [
+        r
+        for r in bridge.mm.emulator.requests
+        if r.method == "PUT" and r.path == f"/api/v4/posts/{answer.id}/patch"
+    ]
+    assert len(edits) >= 2
+    assert [r.prompt for r in turn_requests(legacy_real, words)] == [words]
+    assert [p.id for p in bridge.thread(root.id)] == [root.id, prompt.id, answer.id]
+
+
+async def test_an_approved_command_runs_and_a_rejected_one_does_not(
+    legacy_bridge: Bridge, legacy_real: Server, project: Path
+) -> None:
+    # Absolute paths: this release resolves a relative ``touch`` argument against the server's
+    # own working directory, not the session's, and would ask ``external_directory`` first.
+    bridge = legacy_bridge
+    reason = "not in this repository, thanks"
+    with trio.fail_after(WATCHDOG):
+        session_id = await legacy_real.create_session(project)
+        root = await bridge.root_of(session_id)
+
+        approved = f"touch {project / 'approved.txt'}"
+        await bridge.prompt(root, f"RUN_BASH {approved}")
+        card = await wait_permission_card(bridge, root)
+        assert approved in card.message
+        await bridge.human.react(card.id, "white_check_mark")
+        first = await bridge.answer(root.id)
+        assert f"Ran: {approved}" in blocks(first)
+        assert (project / "approved.txt").exists()
+
+        rejected = f"touch {project / 'rejected.txt'}"
+        asked = await bridge.prompt(root, f"RUN_BASH {rejected}")
+        card = await wait_permission_card(bridge, root, after=asked)
+        assert rejected in card.message
+        await bridge.human.react(card.id, "x")
+        await wait_reason_asked(bridge, card)
+        await bridge.prompt(root, reason)
+        second = await bridge.bot_reply(root.id, lambda p: p.id != first.id and is_final(p))
+    assert not (project / "rejected.txt").exists()
+    # One card per command: the bash ask, nothing else.
+    assert len([p for p in bridge.thread(root.id) if is_permission_card(p)]) == 2
+    calls = await tool_calls_of(legacy_real, project, session_id)
+    assert [(c["state"]["input"]["command"], c["state"]["status"]) for c in calls] == [
+        (approved, "completed"),
+        (rejected, "error"),
+    ]
+    assert second.message.startswith(f":no_entry: **bash** `{rejected}`")
+    # This release ends the turn on a rejection, and its route takes no message: the model is
+    # not asked again, and the reason reaches neither it nor the tool's error.
+    assert "rejected permission" in calls[1]["state"]["error"]
+    assert reason not in calls[1]["state"]["error"]
+    assert [
+        r.turn.done_tools for r in turn_requests(legacy_real, f"RUN_BASH {rejected}") if r.turn
+    ] == [0]
+    assert not turn_requests(legacy_real, reason)
+    # The card says so instead of showing a reason that went nowhere.
+    settled = next(p for p in bridge.thread(root.id) if p.id == card.id)
+    assert settled.message.endswith(REASON_NOT_TAKEN)
+    assert reason not in settled.message
+
+
+async def test_deleting_the_session_ends_the_thread(
+    legacy_bridge: Bridge, legacy_real: Server, project: Path
+) -> None:
+    bridge = legacy_bridge
+    with trio.fail_after(WATCHDOG):
+        session_id = await legacy_real.create_session(project)
+        root = await bridge.root_of(session_id)
+        await legacy_real.delete_session(project, session_id)
+        ended = await bridge.bot_reply(root.id, lambda p: p.message.startswith("**Session ended**"))
+        late = await bridge.prompt(root, "still there?")
+        reply = await bridge.bot_reply(root.id, lambda p: p.message == SESSION_ENDED)
+        mapping = MappingStore(bridge.settings.mapping_file).load().index.get(session_id)
+        while mapping is None or mapping.status.value != "ended":
+            await trio.sleep(0.01)  # written by the bridge's task right after the notice
+            mapping = MappingStore(bridge.settings.mapping_file).load().index.get(session_id)
+    assert reply.create_at >= late.create_at
+    assert [p.id for p in bridge.thread(root.id)] == [root.id, ended.id, late.id, reply.id]
+    assert not [r for r in legacy_real.requests if r.prompt == "still there?"]
