@@ -44,6 +44,7 @@ from mmthreads.runtime.session_runner import TurnKey
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mmthreads.mapping import ThreadMapping
     from mmthreads.runtime.effects import ServiceEffects
     from mmthreads.runtime.session_runner import SessionHandle
     from mmthreads.wire.mattermost import Post
@@ -218,17 +219,8 @@ async def recover_answer(
     key, posts = newest
     if posts[0].props.get(TURN_FINAL_PROP):
         return False
-    try:
-        history = await bridge.server_of(mapping).messages(
-            session_id, mapping.directory, limit=HISTORY_LIMIT
-        )
-    except AgentError as exc:
-        logger.warning("session %s: cannot read its history: %s", session_id, exc)
-        return False
-    view = turn_from_history(history, key.started_ms, running=busy)
-    if not busy and not view.is_finished:
-        # Not even the turn's prompt is in the history: nothing reliable to show.
-        logger.warning("session %s: the answer to %s is not in its history", session_id, key)
+    view = await _rebuild(effects, mapping, key, busy=busy)
+    if view is None:
         return False
     effects.adopt_turn(session_id, key, [(post.id, post.message) for post in posts])
     what = "completing" if view.is_finished else "resuming"
@@ -236,11 +228,7 @@ async def recover_answer(
     if handle is not None:
         # Through the runner, so its own view of the turn (after a reconnect) is replaced
         # and a running turn takes the live events.
-        try:
-            await handle.resume_turn(key, view)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return False
-        return True
+        return await _hand_back(handle, key, view)
     await effects.show_turn(
         session_id, key, view.render(bridge.max_post_size), final=view.is_finished
     )
@@ -258,22 +246,37 @@ async def resume_unshown(
     Returns:
         Whether the turn was handed back to the runner.
     """
-    bridge = effects.bridge
-    mapping = bridge.index.get(session_id)
+    mapping = effects.bridge.index.get(session_id)
     if mapping is None:
         return False
+    view = await _rebuild(effects, mapping, key, busy=busy)
+    if view is None:
+        return False
+    logger.info("session %s: rebuilding the answer to %s", session_id, key.prompt_post_id)
+    return await _hand_back(handle, key, view)
+
+
+async def _rebuild(
+    effects: ServiceEffects, mapping: ThreadMapping, key: TurnKey, *, busy: bool
+) -> TurnView | None:
+    """The turn ``key`` rebuilt from the session's history; None if it cannot be trusted."""
+    session_id = mapping.session_id
     try:
-        history = await bridge.server_of(mapping).messages(
+        history = await effects.bridge.server_of(mapping).messages(
             session_id, mapping.directory, limit=HISTORY_LIMIT
         )
     except AgentError as exc:
         logger.warning("session %s: cannot read its history: %s", session_id, exc)
-        return False
+        return None
     view = turn_from_history(history, key.started_ms, running=busy)
     if not busy and not view.is_finished:
+        # Not even the turn's prompt is in the history: nothing reliable to show.
         logger.warning("session %s: the answer to %s is not in its history", session_id, key)
-        return False
-    logger.info("session %s: rebuilding the answer to %s", session_id, key.prompt_post_id)
+        return None
+    return view
+
+
+async def _hand_back(handle: SessionHandle, key: TurnKey, view: TurnView) -> bool:
     try:
         await handle.resume_turn(key, view)
     except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -31,13 +31,10 @@ import trio
 
 from mmthreads.core.backoff import RetryPolicy
 from mmthreads.core.cards import PERMISSION_PROP
-from mmthreads.core.render import session_id_from_props
 from mmthreads.harness.mattermost import open_mattermost_emulator
 from mmthreads.harness.real_opencode import make_git_project, open_real_opencode
 from mmthreads.harness.stub_model import open_stub_model
-from mmthreads.mapping_store import MappingStore
 from mmthreads.runtime.recovery import TURN_FINAL_PROP
-from mmthreads.runtime.service import serve
 from mmthreads.settings import RetryPolicies, Settings, load_settings
 from tests.conformance.conftest import (
     CHUNK_DELAY,
@@ -47,16 +44,16 @@ from tests.conformance.conftest import (
     opencode_binary,
     serve_in_background,
 )
+from tests.service_side import ChatSide
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     import httpx
 
-    from mmthreads.harness.mattermost import Account, Human, MattermostServer, Post
+    from mmthreads.harness.mattermost import Post
     from mmthreads.harness.real_opencode import RealOpencode
     from mmthreads.harness.stub_model import RecordedRequest, Turn
-    from mmthreads.mapping import ThreadMapping
 
 __all__ = ["legacy_binary", "opencode_binary"]  # the conformance fixtures, shared
 
@@ -203,107 +200,12 @@ async def own_real(opencode_binary: Path, tmp_path: Path) -> AsyncIterator[Serve
         yield Server(server, lambda: stub.requests, stub.wait_request)
 
 
-class Running:
-    """A started bridge: :meth:`stop` stops it gracefully."""
-
-    def __init__(self) -> None:
-        self.trigger = trio.Event()
-        self.stopped = trio.Event()
-
-    async def stop(self) -> None:
-        """Stop the bridge and wait until ``serve`` has returned."""
-        self.trigger.set()
-        await self.stopped.wait()
-
-
-class Bridge:
-    """The emulator, the owner, and the bridge between it and a real OpenCode server.
-
-    Attributes:
-        mm: The Mattermost emulator.
-        bot: The bot account the bridge logs in as.
-        owner: The person driving the sessions.
-        human: The owner's client.
-        dm_id: The owner's DM with the bot.
-        settings: The bridge's settings.
-    """
-
-    def __init__(
-        self,
-        *,
-        mm: MattermostServer,
-        bot: Account,
-        owner: Account,
-        human: Human,
-        dm_id: str,
-        settings: Settings,
-        nursery: trio.Nursery,
-    ) -> None:
-        self.mm = mm
-        self.bot = bot
-        self.owner = owner
-        self.human = human
-        self.dm_id = dm_id
-        self.settings = settings
-        self._nursery = nursery
-
-    async def start(self) -> Running:
-        """Start the bridge; return the handle that stops it."""
-        running = Running()
-        await self._nursery.start(self._serve, running)
-        return running
-
-    async def _serve(
-        self, running: Running, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        try:
-            await serve(self.settings, shutdown_trigger=running.trigger, task_status=task_status)
-        finally:
-            running.stopped.set()
-
-    async def root_of(self, session_id: str) -> Post:
-        """The thread root the bridge posted for a session, once its mapping is saved."""
-        root = await self.mm.wait_post(
-            lambda p: (
-                p.channel_id == self.dm_id
-                and not p.root_id
-                and session_id_from_props(p.props) == session_id
-            )
-        )
-        await self.saved_mapping(session_id)
-        return root
-
-    async def saved_mapping(self, session_id: str) -> ThreadMapping:
-        """The session's mapping once the bridge has written it to the file.
-
-        The file is written right after the root post is created, by the bridge's own task;
-        there is nothing else to wait on from outside, so this polls briefly.
-        """
-        store = MappingStore(self.settings.mapping_file)
-        while True:
-            if self.settings.mapping_file.exists():
-                mapping = store.load().index.get(session_id)
-                if mapping is not None:
-                    return mapping
-            await trio.sleep(0.01)
-
-    def roots(self) -> list[Post]:
-        """Every thread root the bot posted in the DM."""
-        return [
-            p
-            for p in self.mm.posts_in(self.dm_id)
-            if not p.root_id and session_id_from_props(p.props) is not None
-        ]
+class Bridge(ChatSide):
+    """The emulator, the owner, and the bridge between it and a real OpenCode server."""
 
     async def prompt(self, root: Post, text: str, *, file_ids: list[str] | None = None) -> Post:
         """The owner replies in a session's thread."""
         return await self.human.post(self.dm_id, text, root_id=root.id, file_ids=file_ids)
-
-    async def bot_reply(self, root_id: str, predicate: Callable[[Post], bool]) -> Post:
-        """The first bot post in a thread (now or later, edits included) that matches."""
-        return await self.mm.wait_post(
-            lambda p: p.user_id == self.bot.id and p.root_id == root_id and predicate(p)
-        )
 
     async def answer(self, root_id: str, *, after: Post | None = None) -> Post:
         """The bot's first finished answer in the thread (created after ``after``, if given)."""

@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from mmthreads.core.cards import REASON_NOT_TAKEN
-from mmthreads.core.render import SESSION_ENDED, root_post
-from mmthreads.core.turn_render import reasoning_line
+from mmthreads.core.render import SESSION_ENDED
 from mmthreads.harness.real_opencode import OPENCODE_LEGACY_VERSION
-from mmthreads.harness.script import Reply, plan_step
 from mmthreads.mapping_store import MappingStore
-from mmthreads.runtime.effects import ACK_EMOJI
+from tests.real import test_bridge as scenarios
 from tests.real.conftest import (
-    DONE,
     WATCHDOG,
     is_final,
     is_permission_card,
@@ -35,63 +32,23 @@ from tests.real.conftest import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mmthreads.harness.mattermost import Post
     from tests.real.conftest import Bridge, Server
-
-
-def blocks(post: Post) -> list[str]:
-    """The post's blocks (reasoning, text, tools and totals are separated by blank lines)."""
-    return post.message.split("\n\n")
 
 
 async def test_a_new_session_gets_its_thread(
     legacy_bridge: Bridge, legacy_real: Server, project: Path
 ) -> None:
     assert legacy_real.real.version == OPENCODE_LEGACY_VERSION
-    with trio.fail_after(WATCHDOG):
-        session_id = await legacy_real.create_session(project, title="from the API")
-        root = await legacy_bridge.root_of(session_id)
-        mapping = await legacy_bridge.saved_mapping(session_id)
-    assert root.user_id == legacy_bridge.bot.id
-    assert root.props["mmthreads_session_id"] == session_id
-    assert root.props["mmthreads_directory"] == str(project)
-    assert root.message == root_post(mapping)
-    assert mapping.directory == str(project)
-    assert mapping.project_name == project.name
-    assert mapping.session_title == "from the API"
-    assert mapping.opencode_server == legacy_real.url
-    assert [p.id for p in legacy_bridge.roots()] == [root.id]
+    await scenarios.test_a_new_session_gets_its_thread(legacy_bridge, legacy_real, project)
 
 
 async def test_a_reply_streams_the_scripted_answer_exactly(
     legacy_bridge: Bridge, legacy_real: Server, project: Path
 ) -> None:
-    bridge = legacy_bridge
-    words = "hello there, from the thread"
-    expected = plan_step(words, 0)
-    assert isinstance(expected, Reply)
-    with trio.fail_after(WATCHDOG):
-        session_id = await legacy_real.create_session(project)
-        root = await bridge.root_of(session_id)
-        prompt = await bridge.prompt(root, words)
-        answer = await bridge.answer(root.id)
-        await bridge.mm.emulator.wait_reaction(prompt.id, ACK_EMOJI)
-        # The generated title (the stub's first words of the prompt) reaches the root post.
-        await bridge.mm.wait_post(lambda p: p.id == root.id and "Title: hello there" in p.message)
-    shown = blocks(answer)
-    assert shown[0] == reasoning_line(expected.reasoning, streaming=False)
-    assert "\n\n".join(shown[1:-1]) == expected.text
-    assert shown[-1].startswith(DONE)
-    assert is_final(answer)
-    # Streamed: created early, then edited in place (the deltas rode on part updates).
-    edits = [
-        r
-        for r in bridge.mm.emulator.requests
-        if r.method == "PUT" and r.path == f"/api/v4/posts/{answer.id}/patch"
-    ]
-    assert len(edits) >= 2
-    assert [r.prompt for r in turn_requests(legacy_real, words)] == [words]
-    assert [p.id for p in bridge.thread(root.id)] == [root.id, prompt.id, answer.id]
+    # The same assertions as on the pinned release: here the deltas ride on part updates.
+    await scenarios.test_a_reply_streams_the_scripted_answer_exactly(
+        legacy_bridge, legacy_real, project
+    )
 
 
 async def test_an_approved_command_runs_and_a_rejected_one_does_not(
@@ -111,7 +68,7 @@ async def test_an_approved_command_runs_and_a_rejected_one_does_not(
         assert approved in card.message
         await bridge.human.react(card.id, "white_check_mark")
         first = await bridge.answer(root.id)
-        assert f"Ran: {approved}" in blocks(first)
+        assert f"Ran: {approved}" in scenarios.blocks(first)
         assert (project / "approved.txt").exists()
 
         rejected = f"touch {project / 'rejected.txt'}"
