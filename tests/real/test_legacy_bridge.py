@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from mmthreads.core.cards import REASON_NOT_TAKEN
-from mmthreads.core.render import SESSION_ENDED
 from mmthreads.harness.real_opencode import OPENCODE_LEGACY_VERSION
-from mmthreads.mapping_store import MappingStore
 from tests.real import test_bridge as scenarios
 from tests.real.conftest import (
     WATCHDOG,
@@ -105,18 +103,4 @@ async def test_an_approved_command_runs_and_a_rejected_one_does_not(
 async def test_deleting_the_session_ends_the_thread(
     legacy_bridge: Bridge, legacy_real: Server, project: Path
 ) -> None:
-    bridge = legacy_bridge
-    with trio.fail_after(WATCHDOG):
-        session_id = await legacy_real.create_session(project)
-        root = await bridge.root_of(session_id)
-        await legacy_real.delete_session(project, session_id)
-        ended = await bridge.bot_reply(root.id, lambda p: p.message.startswith("**Session ended**"))
-        late = await bridge.prompt(root, "still there?")
-        reply = await bridge.bot_reply(root.id, lambda p: p.message == SESSION_ENDED)
-        mapping = MappingStore(bridge.settings.mapping_file).load().index.get(session_id)
-        while mapping is None or mapping.status.value != "ended":
-            await trio.sleep(0.01)  # written by the bridge's task right after the notice
-            mapping = MappingStore(bridge.settings.mapping_file).load().index.get(session_id)
-    assert reply.create_at >= late.create_at
-    assert [p.id for p in bridge.thread(root.id)] == [root.id, ended.id, late.id, reply.id]
-    assert not [r for r in legacy_real.requests if r.prompt == "still there?"]
+    await scenarios.test_deleting_the_session_ends_the_thread(legacy_bridge, legacy_real, project)
