@@ -24,18 +24,13 @@ into thread events:
   (:func:`~mmthreads.runtime.recovery.recover_answer`).
 
 Creation is race-free per session id: the first trigger makes the thread while later ones wait
-for it and then find the mapping. Before posting, the roots found in the DM's recent posts (read
-once, at the first creation) are searched for one that already carries the session id in its
-props, so a crash between posting the root and saving the mapping does not give the session a
-second thread.
+for it and then find the mapping; the root itself is posted, or found after a crash, by
+:class:`~mmthreads.runtime.thread_roots.RootPoster`.
 """
 
 from __future__ import annotations
 
 import logging
-import posixpath
-import re
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -45,10 +40,9 @@ import trio
 from mmthreads.adapters.opencode_events import reconcile
 from mmthreads.core import agent_events as ae
 from mmthreads.core.events import AgentLost, AgentRestored, SessionEnded, SessionGone
-from mmthreads.core.render import root_post, root_post_props, session_id_from_props
+from mmthreads.core.render import root_post, root_post_props
 from mmthreads.core.states import ThreadState
 from mmthreads.errors import AgentError, MmthreadsError, StreamerGaveUp
-from mmthreads.mapping import ThreadMapping, iso_timestamp
 from mmthreads.runtime.bridge import now_ms
 from mmthreads.runtime.card_store import cards_path
 from mmthreads.runtime.controls import Controls
@@ -57,6 +51,7 @@ from mmthreads.runtime.outbox import PostRef
 from mmthreads.runtime.recovery import recover_answer, resume_unshown
 from mmthreads.runtime.session_runner import run_session
 from mmthreads.runtime.supervisor import supervise
+from mmthreads.runtime.thread_roots import RootPoster, generated_title
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -64,40 +59,20 @@ if TYPE_CHECKING:
     from mmthreads.adapters.opencode import OpenCodeClient
     from mmthreads.core.backoff import RetryPolicy
     from mmthreads.core.events import ThreadEvent
+    from mmthreads.mapping import ThreadMapping
     from mmthreads.runtime.bridge import Bridge
     from mmthreads.runtime.session_runner import SessionHandle
     from mmthreads.settings import ControlSettings
 
-__all__ = ["SessionRegistry", "generated_title", "short_id"]
+__all__ = ["SessionRegistry"]
 
 logger = logging.getLogger(__name__)
 
-#: How many of the DM's newest posts are searched for an existing root before posting one.
-ROOT_SEARCH_POSTS: Final = 200
 #: Threads read at once when answers are recovered after a (re)connect.
 RECOVERY_CONCURRENCY: Final = 8
 #: Thread roots posted at once when many sessions start together.
 CREATION_CONCURRENCY: Final = 8
 _LIVE: Final = frozenset({ThreadState.ACTIVE, ThreadState.DISCONNECTED})
-_DEFAULT_TITLE: Final = re.compile(r"(New|Child) session - \d{4}-\d\d-\d\dT")
-
-
-def generated_title(title: str) -> str | None:
-    """The session's title if OpenCode has generated one, else None.
-
-    Until the first answer, OpenCode names a session ``New session - <ISO time>`` (``Child
-    session - …`` for subagents); that placeholder is not a title worth showing.
-    """
-    return None if not title or _DEFAULT_TITLE.match(title) else title
-
-
-def short_id(session_id: str) -> str:
-    """The short id shown in a thread: ``ses_`` and the session id's last six characters.
-
-    The first characters of OpenCode's ids encode the creation time, so sessions created close
-    together share them; the last characters are the random part.
-    """
-    return "ses_" + session_id.removeprefix("ses_")[-6:].rjust(6, "0")
 
 
 class SessionRegistry:
@@ -140,9 +115,7 @@ class SessionRegistry:
         # Set once a starting runner's handle is published; senders wait for it.
         self._ready: dict[str, trio.Event] = {}
         self._creating: dict[str, trio.Event] = {}
-        # Session id -> root found in the DM at the first creation (see _existing_root).
-        self._earlier_roots: dict[str, str] | None = None
-        self._earlier_roots_lock = trio.Lock()
+        self._roots = RootPoster(bridge, owner_user_id=owner_user_id, dm_channel_id=dm_channel_id)
         self._creation_limiter = trio.CapacityLimiter(CREATION_CONCURRENCY)
         self.connected: dict[str, bool] = {}
         #: The permissions and questions waiting for the owner, and their cards.
@@ -413,7 +386,7 @@ class SessionRegistry:
     ) -> None:
         session_id = info.session_id
         try:
-            mapping = await self._create_thread(client, info)
+            mapping = await self._roots.post(client, info)
             # Indexed and given its runner before the (slow) file write, so a prompt posted
             # as soon as the root appears already finds both.
             self.bridge.index.put(mapping)
@@ -424,50 +397,3 @@ class SessionRegistry:
         finally:
             del self._creating[session_id]
             done.set()
-
-    async def _create_thread(self, client: OpenCodeClient, info: ae.SessionInfo) -> ThreadMapping:
-        created_ms = info.created_ms or now_ms()
-        stamp = iso_timestamp(created_ms / 1000)
-        directory = info.directory or "/"
-        mapping = ThreadMapping(
-            session_id=info.session_id,
-            thread_root_post_id="pending",
-            short_id=short_id(info.session_id),
-            mattermost_user_id=self._owner,
-            dm_channel_id=self._dm,
-            project_name=posixpath.basename(directory.rstrip("/")) or directory,
-            directory=directory,
-            session_title=generated_title(info.title),
-            status=ThreadState.ACTIVE,
-            created_at=stamp,
-            last_activity_at=iso_timestamp(time.time()),
-            opencode_server=client.server,
-        )
-        root_id = await self._existing_root(info.session_id)
-        if root_id is None:
-            post = await self.bridge.chat.create_post(
-                self._dm, root_post(mapping), props=root_post_props(mapping)
-            )
-            root_id = post.id
-        else:
-            logger.info("found the existing thread %s of %s", root_id, info.session_id)
-        return msgspec.structs.replace(mapping, thread_root_post_id=root_id)
-
-    async def _existing_root(self, session_id: str) -> str | None:
-        """A root of the session posted before this process started (then crashed unsaved).
-
-        The DM's newest posts are read once, at the first creation; roots posted since are
-        in the index already, so later creations cost no search.
-        """
-        async with self._earlier_roots_lock:  # one read, however many creations start at once
-            if self._earlier_roots is None:
-                page = await self.bridge.chat.get_channel_posts(self._dm, 0, ROOT_SEARCH_POSTS)
-                self._earlier_roots = {
-                    found: post.id
-                    for post in page.in_order()
-                    if post.user_id == self.bridge.bot_user_id
-                    and not post.root_id
-                    and not post.delete_at
-                    and (found := session_id_from_props(post.props)) is not None
-                }
-            return self._earlier_roots.get(session_id)

@@ -16,7 +16,8 @@ from mmthreads.mapping import ThreadMapping
 from mmthreads.mapping_index import MappingIndex
 from mmthreads.mapping_store import MappingStore
 from mmthreads.runtime.bridge import Bridge
-from mmthreads.runtime.sessions import SessionRegistry, generated_title, short_id
+from mmthreads.runtime.sessions import SessionRegistry
+from mmthreads.runtime.thread_roots import generated_title, short_id
 from tests.e2e.conftest import WATCHDOG
 
 if TYPE_CHECKING:
